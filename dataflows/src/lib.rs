@@ -1,1 +1,18 @@
+//! ObserveBridge dataflows: decoders, event time and the views, on timely + differential.
+//!
+//! # Layout
+//! - [`record`]: what sources hand in ([`record::RawMessage`]) and what decoders make of it.
+//! - [`decode`]: wire formats to typed records; failures become dead letters.
+//! - [`histogram`]: the mergeable, retractable log-bucket histogram behind every quantile.
+//! - [`time`]: windows and watermarks in event time.
+//! - [`window`]: the windowed-aggregate operator every windowed view is built on.
+//! - [`views`]: the views, one file each.
+//! - [`engine`]: one worker's dataflow: inputs per epoch, the views, and what it hands the sinks.
 
+pub mod decode;
+pub mod engine;
+pub mod histogram;
+pub mod record;
+pub mod time;
+pub mod views;
+pub mod window;

@@ -53,9 +53,6 @@ pub struct RawMessage {
     pub origin: Origin,
     pub encoding: Encoding,
     pub payload: Vec<u8>,
-    /// True when the message is re-read after a restart to rebuild window state: it was already
-    /// dead-lettered or counted before, so it must not be again.
-    pub replay: bool,
 }
 
 /// One observation of a metric series.

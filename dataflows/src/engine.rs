@@ -1,0 +1,461 @@
+//! One worker's dataflow: epoch inputs in, per-epoch reports out.
+//!
+//! The driver (outside timely) cuts the sources' records into *epochs* and hands every worker,
+//! for every epoch, its share of the raw messages (by input partition) and the same
+//! [`MetaEvent`]s (partition registration, idleness, end). Inside:
+//!
+//! ```text
+//! raw ─► decode ─┬─ points ─(exchange by series)─► metric_1m window ─┬─ changes ─► upserts/deletes (Arrow)
+//!                ├─ dead letters                                       ├─ finals ─(to worker 0)─► one batch per window
+//!                └─ max event time per partition ─(broadcast)─► watermark ┘  └─ late ─► dead letters
+//! meta ─────────────────────────────────────────────────────────► watermark
+//! ```
+//!
+//! A capture operator gathers everything an epoch produced on this worker into one
+//! [`EpochReport`] and sends it, followed by the worker's new frontier, on the engine's channel;
+//! the coordinator knows an epoch is complete once every worker's frontier has passed it.
+
+use std::collections::BTreeMap;
+
+use arrow::record_batch::RecordBatch;
+use crossbeam_channel::Sender;
+use serde::{Deserialize, Serialize};
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::operators::generic::operator::Operator;
+use timely::dataflow::operators::vec::{Broadcast, Map, Partition};
+use timely::dataflow::operators::{Concatenate, Probe};
+use timely::dataflow::{InputHandleVec, ProbeHandle, StreamVec};
+use timely::worker::Worker;
+
+use crate::decode::{decode_metrics, DecodeConfig};
+use crate::record::{DeadLetter, EventTime, MetricPoint, RawMessage, Signal};
+use crate::time::WatermarkTracker;
+use crate::views::metric_1m::Metric1m;
+use crate::views::ViewRow;
+use crate::window::{windowed, WindowEvent, WindowedView};
+
+/// What the dataflow computes, and how.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Allowed lateness in ms (the watermark trails the largest event time by this much).
+    pub lateness_ms: i64,
+    pub decode: DecodeConfig,
+    /// `metric_1m`, when the job asks for it.
+    pub metric_1m: Option<Metric1m>,
+}
+
+/// Partition bookkeeping the driver hands every worker, identically.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MetaEvent {
+    /// A partition exists (it holds the watermark back until it produces or goes idle);
+    /// `max_ts` restores its clock after a restart.
+    Register { partition: u32, max_ts: Option<EventTime> },
+    /// The partition produced nothing for the idle timeout (`true`), or is back (`false`).
+    Idle { partition: u32, idle: bool },
+    /// A bounded partition has no more records.
+    Ended { partition: u32 },
+}
+
+/// The changes of one view in one epoch, as Arrow: upserts (whole rows) and deletes (key columns).
+#[derive(Clone, Debug)]
+pub struct ViewChanges {
+    pub view: &'static str,
+    pub key_columns: &'static [&'static str],
+    pub upserts: RecordBatch,
+    pub deletes: RecordBatch,
+}
+
+/// The rows of a window that became final, sorted by primary key (emitted by worker 0 only).
+#[derive(Clone, Debug)]
+pub struct FinalRows {
+    pub view: &'static str,
+    pub window_start: EventTime,
+    pub rows: RecordBatch,
+}
+
+/// Everything one worker produced for one epoch.
+#[derive(Clone, Debug, Default)]
+pub struct EpochReport {
+    pub worker: usize,
+    pub epoch: u64,
+    /// The watermark after this epoch, when it changed.
+    pub watermark: Option<EventTime>,
+    pub views: Vec<ViewChanges>,
+    pub finals: Vec<FinalRows>,
+    pub dead_letters: Vec<DeadLetter>,
+    /// Largest event time per input partition among this worker's records of the epoch.
+    pub partition_max: Vec<(u32, EventTime)>,
+    /// Records decoded (metric points, ...).
+    pub decoded: u64,
+    /// Live window aggregates held by this worker after the epoch, per view (bounded state).
+    pub live_state: Vec<(&'static str, u64)>,
+}
+
+/// What workers send the coordinator.
+#[derive(Clone, Debug)]
+pub enum EngineEvent {
+    Epoch(EpochReport),
+    /// The worker's output frontier advanced: every epoch before `frontier` is reported
+    /// (`None`: the worker is done).
+    Frontier { worker: usize, frontier: Option<u64> },
+}
+
+/// The input handles of one worker's dataflow.
+pub struct Inputs {
+    pub raw: InputHandleVec<u64, RawMessage>,
+    pub meta: InputHandleVec<u64, MetaEvent>,
+}
+
+#[derive(Clone, Debug)]
+enum Decoded {
+    Point(MetricPoint),
+    Dead(DeadLetter),
+    Max(u32, EventTime),
+    Count(u64),
+}
+
+#[derive(Clone, Debug)]
+enum Out {
+    View(ViewChanges),
+    Final(FinalRows),
+    Dead(DeadLetter),
+    Max(u32, EventTime),
+    Watermark(EventTime),
+    Count(u64),
+    Live(&'static str, u64),
+}
+
+/// Builds the dataflow on `worker` and returns its inputs and a probe on its output.
+///
+/// Called once per worker thread by the runtime (and by tests); `events` is the channel to the
+/// coordinator.
+pub fn build(
+    worker: &mut Worker,
+    config: &EngineConfig,
+    events: Sender<EngineEvent>,
+) -> (Inputs, ProbeHandle<u64>) {
+    let mut raw_input = InputHandleVec::new();
+    let mut meta_input = InputHandleVec::new();
+    let probe = ProbeHandle::new();
+    let index = worker.index();
+    let config = config.clone();
+    worker.dataflow::<u64, _, _>(|scope| {
+        use timely::dataflow::operators::vec::Input;
+        let raw = scope.input_from(&mut raw_input);
+        let meta = scope.input_from(&mut meta_input);
+
+        let decoded = decode(raw, config.decode.clone());
+        let mut parts = decoded.partition(4, |d| match d {
+            Decoded::Point(_) => (0, d),
+            Decoded::Max(..) => (1, d),
+            Decoded::Dead(_) => (2, d),
+            Decoded::Count(_) => (3, d),
+        });
+        let counts = parts.pop().expect("4 parts").flat_map(|d| if let Decoded::Count(n) = d { Some(Out::Count(n)) } else { None });
+        let decode_dead = parts.pop().expect("4 parts").flat_map(|d| if let Decoded::Dead(x) = d { Some(Out::Dead(x)) } else { None });
+        let maxima = parts.pop().expect("4 parts").flat_map(|d| if let Decoded::Max(p, t) = d { Some((p, t)) } else { None });
+        let points = parts.pop().expect("4 parts").flat_map(|d| if let Decoded::Point(p) = d { Some(p) } else { None });
+
+        let watermarks = watermark(maxima.clone().broadcast(), meta, config.lateness_ms);
+        let mut outs = vec![
+            counts,
+            decode_dead,
+            maxima.map(|(p, t)| Out::Max(p, t)),
+            watermarks.clone().map(Out::Watermark),
+        ];
+        if let Some(view) = config.metric_1m.clone() {
+            outs.extend(windowed_view(view, points, watermarks));
+        }
+        scope.concatenate(outs).probe_with(&probe).sink(Pipeline, "capture", {
+            let mut reports: BTreeMap<u64, EpochReport> = BTreeMap::new();
+            let mut reported: Option<Option<u64>> = None;
+            move |(input, frontier)| {
+                input.for_each(|cap, data| {
+                    let Some(&epoch) = cap.least() else { return };
+                    let report = reports.entry(epoch).or_insert_with(|| EpochReport { worker: index, epoch, ..Default::default() });
+                    for out in data.drain(..) {
+                        match out {
+                            Out::View(v) => report.views.push(v),
+                            Out::Final(f) => report.finals.push(f),
+                            Out::Dead(d) => report.dead_letters.push(d),
+                            Out::Max(p, t) => report.partition_max.push((p, t)),
+                            Out::Watermark(w) => report.watermark = Some(report.watermark.map_or(w, |x: EventTime| x.max(w))),
+                            Out::Count(n) => report.decoded += n,
+                            Out::Live(view, n) => report.live_state.push((view, n)),
+                        }
+                    }
+                });
+                let current = frontier.frontier().first().copied();
+                while let Some(entry) = reports.first_entry() {
+                    if current.is_some_and(|f| f <= *entry.key()) {
+                        break;
+                    }
+                    // The coordinator outlives the workers; a closed channel means shutdown.
+                    let _ = events.send(EngineEvent::Epoch(entry.remove()));
+                }
+                if reported != Some(current) {
+                    reported = Some(current);
+                    let _ = events.send(EngineEvent::Frontier { worker: index, frontier: current });
+                }
+            }
+        });
+    });
+    (Inputs { raw: raw_input, meta: meta_input }, probe)
+}
+
+/// Decodes raw messages; emits points, dead letters, the largest event time per partition and
+/// the number of records decoded.
+fn decode<'s>(raw: StreamVec<'s, u64, RawMessage>, config: DecodeConfig) -> StreamVec<'s, u64, Decoded> {
+    raw.unary(Pipeline, "decode", move |_cap, _info| {
+        let mut points = Vec::new();
+        let mut errors = Vec::new();
+        move |input, output| {
+            input.for_each(|cap, data| {
+                let mut session = output.session(&cap);
+                let mut maxima: BTreeMap<u32, EventTime> = BTreeMap::new();
+                let mut count = 0u64;
+                for msg in data.drain(..) {
+                    match msg.encoding.signal {
+                        Signal::Metrics => decode_metrics(&msg, &config, &mut points, &mut errors),
+                    }
+                    count += points.len() as u64;
+                    for point in points.drain(..) {
+                        let max = maxima.entry(point.origin.partition).or_insert(point.ts);
+                        *max = (*max).max(point.ts);
+                        session.give(Decoded::Point(point));
+                    }
+                    for error in errors.drain(..) {
+                        session.give(Decoded::Dead(DeadLetter {
+                            kind: "decode".to_string(),
+                            reason: error.to_string(),
+                            origin: msg.origin,
+                            payload: msg.payload.clone(),
+                        }));
+                    }
+                }
+                for (partition, max) in maxima {
+                    session.give(Decoded::Max(partition, max));
+                }
+                if count > 0 {
+                    session.give(Decoded::Count(count));
+                }
+            });
+        }
+    })
+}
+
+/// The engine's watermark: emitted at each epoch where it changed, identically on every worker
+/// (every worker sees all partitions' maxima, broadcast, and the same meta events).
+fn watermark<'s>(
+    maxima: StreamVec<'s, u64, (u32, EventTime)>,
+    meta: StreamVec<'s, u64, MetaEvent>,
+    lateness_ms: i64,
+) -> StreamVec<'s, u64, EventTime> {
+    maxima.binary_frontier(meta, Pipeline, Pipeline, "watermark", move |_cap, _info| {
+        let mut tracker = WatermarkTracker::new(lateness_ms);
+        let mut last: Option<EventTime> = None;
+        type Stash = (Vec<(u32, EventTime)>, Vec<MetaEvent>);
+        let mut pending: BTreeMap<u64, (timely::dataflow::operators::Capability<u64>, Stash)> = BTreeMap::new();
+        move |(maxima, f1), (meta, f2), output| {
+            maxima.for_each(|cap, data| {
+                if let Some(cap) = cap.retain_least(0) {
+                    pending.entry(*cap.time()).or_insert_with(|| (cap, Default::default())).1 .0.append(data);
+                }
+            });
+            meta.for_each(|cap, data| {
+                if let Some(cap) = cap.retain_least(0) {
+                    pending.entry(*cap.time()).or_insert_with(|| (cap, Default::default())).1 .1.append(data);
+                }
+            });
+            while let Some(entry) = pending.first_entry() {
+                let time = *entry.key();
+                if f1.less_equal(&time) || f2.less_equal(&time) {
+                    break;
+                }
+                let (cap, (maxima, metas)) = entry.remove();
+                for event in metas {
+                    match event {
+                        MetaEvent::Register { partition, max_ts } => tracker.register(partition, max_ts),
+                        MetaEvent::Idle { partition, idle } => tracker.set_idle(partition, idle),
+                        MetaEvent::Ended { partition } => tracker.set_ended(partition),
+                    }
+                }
+                for (partition, ts) in maxima {
+                    tracker.observe(partition, ts);
+                }
+                let wm = tracker.watermark();
+                if wm.is_some() && wm != last {
+                    last = wm;
+                    output.session(&cap).give_iterator(wm.into_iter());
+                }
+            }
+        }
+    })
+}
+
+/// Runs one windowed view and turns its events into capture outputs: Arrow changes per epoch,
+/// final windows (gathered on worker 0), and late records as dead letters.
+fn windowed_view<'s, V>(view: V, records: StreamVec<'s, u64, V::Input>, watermarks: StreamVec<'s, u64, EventTime>) -> Vec<StreamVec<'s, u64, Out>>
+where
+    V: WindowedView,
+    V::Row: ViewRow,
+{
+    let name = <V::Row as ViewRow>::VIEW;
+    let events = windowed(view, name, records, watermarks);
+    let mut parts = events.partition(3, |e| match e {
+        WindowEvent::Change(..) => (0, e),
+        WindowEvent::Final(_) => (1, e),
+        WindowEvent::Late(_) | WindowEvent::Live(_) => (2, e),
+    });
+    let late = parts.pop().expect("3 parts").flat_map(move |e| match e {
+        WindowEvent::Late(d) => Some(Out::Dead(d)),
+        WindowEvent::Live(n) => Some(Out::Live(name, n)),
+        _ => None,
+    });
+    let finals = parts.pop().expect("3 parts").flat_map(|e| if let WindowEvent::Final(r) = e { Some(r) } else { None });
+    let changes = parts.pop().expect("3 parts").flat_map(|e| if let WindowEvent::Change(r, d) = e { Some((r, d)) } else { None });
+    vec![late, view_changes::<V::Row>(changes), final_windows::<V::Row>(finals)]
+}
+
+/// Consolidates a view's `(row, diff)` changes per epoch into upserts and deletes by primary key.
+fn view_changes<'s, R: ViewRow>(changes: StreamVec<'s, u64, (R, isize)>) -> StreamVec<'s, u64, Out> {
+    per_epoch(changes, Pipeline, &format!("{}_changes", R::VIEW), |mut rows: Vec<(R, isize)>| {
+        let (upserts, deletes) = upserts_and_deletes(&mut rows);
+        if upserts.is_empty() && deletes.is_empty() {
+            return Vec::new();
+        }
+        let batch = |rows: &[&R]| R::to_batch(rows);
+        match (batch(&upserts), batch(&deletes).and_then(|d| d.project(&key_indices::<R>()))) {
+            (Ok(upserts), Ok(deletes)) => vec![Out::View(ViewChanges { view: R::VIEW, key_columns: R::KEY_COLUMNS, upserts, deletes })],
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::error!(view = R::VIEW, error = %e, "view rows do not fit the view's arrow schema");
+                Vec::new()
+            }
+        }
+    })
+}
+
+/// Gathers the rows of windows that became final on worker 0, one sorted batch per window.
+fn final_windows<'s, R: ViewRow>(finals: StreamVec<'s, u64, R>) -> StreamVec<'s, u64, Out> {
+    per_epoch(finals, Exchange::new(|_: &R| 0), &format!("{}_finals", R::VIEW), |mut rows: Vec<R>| {
+        rows.sort();
+        let mut by_window: BTreeMap<EventTime, Vec<&R>> = BTreeMap::new();
+        for row in &rows {
+            by_window.entry(row.window_start().unwrap_or_default()).or_default().push(row);
+        }
+        by_window
+            .into_iter()
+            .filter_map(|(window_start, rows)| match R::to_batch(&rows) {
+                Ok(rows) => Some(Out::Final(FinalRows { view: R::VIEW, window_start, rows })),
+                Err(e) => {
+                    tracing::error!(view = R::VIEW, error = %e, "final rows do not fit the view's arrow schema");
+                    None
+                }
+            })
+            .collect()
+    })
+}
+
+/// Collects each epoch's records and calls `logic` once per complete epoch, in epoch order.
+fn per_epoch<'s, D, P, L>(stream: StreamVec<'s, u64, D>, pact: P, name: &str, mut logic: L) -> StreamVec<'s, u64, Out>
+where
+    D: Clone + 'static,
+    P: timely::dataflow::channels::pact::ParallelizationContract<u64, Vec<D>>,
+    L: FnMut(Vec<D>) -> Vec<Out> + 'static,
+{
+    stream.unary_frontier(pact, name, move |_cap, _info| {
+        let mut pending: BTreeMap<u64, (timely::dataflow::operators::Capability<u64>, Vec<D>)> = BTreeMap::new();
+        move |(input, frontier), output| {
+            input.for_each(|cap, data| {
+                if let Some(cap) = cap.retain_least(0) {
+                    pending.entry(*cap.time()).or_insert_with(|| (cap, Vec::new())).1.append(data);
+                }
+            });
+            while let Some(entry) = pending.first_entry() {
+                if frontier.less_equal(entry.key()) {
+                    break;
+                }
+                let (cap, data) = entry.remove();
+                let outs = logic(data);
+                if !outs.is_empty() {
+                    output.session(&cap).give_iterator(outs.into_iter());
+                }
+            }
+        }
+    })
+}
+
+/// Consolidates `(row, diff)` pairs and splits them by primary key: a key whose net change
+/// includes a row with positive multiplicity is upserted with that row; a key with only
+/// retractions is deleted (the delete carries the retracted row, for its key columns).
+pub fn upserts_and_deletes<R: ViewRow>(changes: &mut Vec<(R, isize)>) -> (Vec<&R>, Vec<&R>) {
+    changes.sort_by(|a, b| a.0.cmp(&b.0));
+    changes.dedup_by(|next, kept| {
+        if next.0 == kept.0 {
+            kept.1 += next.1;
+            true
+        } else {
+            false
+        }
+    });
+    changes.retain(|(_, d)| *d != 0);
+    let mut by_key: BTreeMap<R::Key, (Option<&R>, Option<&R>)> = BTreeMap::new();
+    for (row, diff) in changes.iter() {
+        let slot = by_key.entry(row.key()).or_default();
+        if *diff > 0 {
+            slot.0 = Some(row);
+        } else {
+            slot.1 = Some(row);
+        }
+    }
+    let mut upserts = Vec::new();
+    let mut deletes = Vec::new();
+    for (_, (insert, retract)) in by_key {
+        match (insert, retract) {
+            (Some(row), _) => upserts.push(row),
+            (None, Some(row)) => deletes.push(row),
+            (None, None) => {}
+        }
+    }
+    (upserts, deletes)
+}
+
+fn key_indices<R: ViewRow>() -> Vec<usize> {
+    let schema = R::schema();
+    R::KEY_COLUMNS.iter().filter_map(|k| schema.index_of(k).ok()).collect()
+}
+
+/// One epoch of input for [`run_epochs`]: raw messages and meta events.
+pub type EpochInput = (Vec<RawMessage>, Vec<MetaEvent>);
+
+/// Runs the dataflow in this process with `workers` threads over epochs cut in advance, and
+/// returns every worker's reports sorted by (epoch, worker).
+///
+/// Messages go to worker `partition % workers`, as the runtime's driver does. Used by the views'
+/// tests (same input through 1 and 4 workers, different batchings) and by the benchmarks.
+pub fn run_epochs(config: &EngineConfig, workers: usize, epochs: Vec<EpochInput>) -> Result<Vec<EpochReport>, String> {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let epochs = std::sync::Arc::new(epochs);
+    let config = config.clone();
+    let guards = timely::execute(timely::Config::process(workers), move |worker| {
+        let (mut inputs, probe) = build(worker, &config, tx.clone());
+        let (index, peers) = (worker.index(), worker.peers());
+        for (epoch, (raw, meta)) in epochs.iter().enumerate() {
+            for msg in raw.iter().filter(|m| m.origin.partition as usize % peers == index) {
+                inputs.raw.send(msg.clone());
+            }
+            for event in meta {
+                inputs.meta.send(event.clone());
+            }
+            inputs.raw.advance_to(epoch as u64 + 1);
+            inputs.meta.advance_to(epoch as u64 + 1);
+            while probe.less_than(inputs.raw.time()) {
+                worker.step();
+            }
+        }
+    })?;
+    guards.join().into_iter().collect::<Result<Vec<_>, _>>()?;
+    let mut reports: Vec<EpochReport> = rx.try_iter().filter_map(|e| if let EngineEvent::Epoch(r) = e { Some(r) } else { None }).collect();
+    reports.sort_by_key(|r| (r.epoch, r.worker));
+    Ok(reports)
+}
