@@ -21,6 +21,19 @@ pub struct DeadLetterRecord {
     pub payload_base64: Option<String>,
 }
 
+impl DeadLetterRecord {
+    /// A dead letter for the record at `offset` of partition `source`: the payload goes to
+    /// `payload` when it is UTF-8, else to `payload_base64` (standard alphabet, padded).
+    pub fn new(kind: &str, reason: &str, source: &str, offset: u64, payload: &[u8]) -> Self {
+        use base64::Engine;
+        let (text, base64) = match std::str::from_utf8(payload) {
+            Ok(text) => (Some(text.to_owned()), None),
+            Err(_) => (None, Some(base64::engine::general_purpose::STANDARD.encode(payload))),
+        };
+        Self { kind: kind.to_owned(), reason: reason.to_owned(), source: source.to_owned(), offset, payload: text, payload_base64: base64 }
+    }
+}
+
 /// Errors writing dead letters.
 #[derive(Debug, thiserror::Error)]
 pub enum DeadLetterError {
