@@ -1,0 +1,376 @@
+//! The built-in generator: a realistic microservice estate, deterministic for a seed.
+//!
+//! `observebridge run` with no arguments feeds this source into every view. The generator is
+//! a model and a set of emitters over it:
+//!
+//! - the **estate** ([`Estate`]): services with tiers, namespaces, pods and routes, and the call
+//!   graph between them, including databases, a queue and external APIs as virtual nodes;
+//! - the **timeline** ([`Timeline`]): what happens to the estate, as data (routine deploys, a bad
+//!   deploy a few minutes in and its rollback);
+//! - the **conditions** ([`Conditions`]): the state of every service at a moment of event time
+//!   (load, latency, errors, CPU, memory, revision), folded from the estate, the timeline and
+//!   the time of day;
+//! - one **emitter** per signal, each writing its own partition: metrics today.
+//!
+//! Every byte of output depends only on the configuration and the start time: randomness is
+//! keyed by coordinates (seed, signal, scrape, pod), not drawn from a shared stream, and
+//! messages are handed out in a fixed arrival order, so neither poll sizes nor pacing nor the
+//! wall clock change what comes out.
+//!
+//! ```
+//! use std::time::Duration;
+//! use observebridge_connectors::generator::{Generator, GeneratorConfig, Pace};
+//! use observebridge_connectors::source::{Poll, Source};
+//!
+//! let cfg = GeneratorConfig {
+//!     pace: Pace::Fast,
+//!     duration: Some(Duration::from_secs(60)),
+//!     ..GeneratorConfig::default()
+//! };
+//! let mut generator = Generator::new(&cfg)?;
+//! let pods = generator.estate().pod_count();
+//! let mut records = Vec::new();
+//! while generator.poll(1000, Duration::ZERO, &mut records)? == Poll::Open {}
+//! assert_eq!(records.len(), 6 * pods); // six scrapes of every pod
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Layout
+//! - `config`: [`GeneratorConfig`] and its validation.
+//! - `estate`: services, routes, pods and the call graph ([`Estate::build`]).
+//! - `timeline`: incidents at offsets from the start ([`Timeline::build`]).
+//! - `conditions`: per-service state at a moment, shared by every signal.
+//! - `metrics`: the metrics emitter (OTLP `ExportMetricsServiceRequest`, one per pod and scrape).
+//! - `schedule`: arrival order with deterministic disorder, per partition.
+//! - `noise`: pseudo-random values keyed by coordinates.
+//! - `wire`: protobuf field writing for the emitters' hot paths.
+//!
+//! # Adding a signal
+//! A signal is a [`GeneratedSignal`] variant (its partition is its position in
+//! [`GeneratedSignal::ALL`]), an emitter that turns `(tick, unit)` into one encoded message from
+//! the estate, timeline and conditions, and an `Emitter` variant. Spans will walk the call graph
+//! from the edge tier with each service's conditions (client and server spans, virtual nodes
+//! for databases, queues and external hosts); logs will pick templates per service at rates
+//! from its conditions, with error templates from faulty revisions; Kubernetes watch events
+//! will turn the timeline's changes into Deployment, ReplicaSet and Pod objects.
+
+mod conditions;
+mod config;
+mod estate;
+mod metrics;
+mod noise;
+mod schedule;
+mod timeline;
+mod wire;
+
+#[cfg(test)]
+mod tests;
+
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+
+use crate::source::{PartitionCommit, PartitionInfo, Poll, RawRecord, Source, SourceError};
+
+pub use conditions::{Conditions, ServiceConditions, diurnal};
+pub use config::{Disorder, GeneratorConfig, MAX_SERVICES, MIN_SERVICES, Pace};
+pub use estate::{Edge, Estate, Route, Service, Target, Tier};
+pub use metrics::{DURATION_BOUNDS, METRIC_NAMES, points_per_message};
+pub use timeline::{Change, Deploy, Fault, Incident, Revision, Timeline};
+
+use metrics::MetricsEmitter;
+use schedule::{Schedule, ScheduleSpec};
+
+/// Errors of the generator.
+#[derive(Debug, thiserror::Error)]
+pub enum GeneratorError {
+    /// A configuration field is out of range.
+    #[error("generator config field `{field}` {reason}")]
+    InvalidConfig {
+        /// The field, dotted for nested ones (`disorder.late_by`).
+        field: &'static str,
+        /// What is wrong, and a hint where one helps.
+        reason: String,
+    },
+    /// The wall clock cannot be written as an OTLP timestamp.
+    #[error(
+        "generator start: the wall clock {now} is outside the range of OTLP timestamps. Set `start` explicitly."
+    )]
+    Clock {
+        /// The wall clock when the generator was built.
+        now: DateTime<Utc>,
+    },
+}
+
+/// The signals the generator writes, one partition each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GeneratedSignal {
+    /// OTLP `ExportMetricsServiceRequest` as protobuf, one per pod and scrape.
+    Metrics,
+}
+
+impl GeneratedSignal {
+    /// Every signal, in partition order.
+    pub const ALL: [GeneratedSignal; 1] = [GeneratedSignal::Metrics];
+
+    /// The stream name, as in the partition name `generator:<name>`.
+    pub fn name(self) -> &'static str {
+        match self {
+            GeneratedSignal::Metrics => "metrics",
+        }
+    }
+
+    /// The partition index of this signal.
+    pub fn partition(self) -> u32 {
+        match self {
+            GeneratedSignal::Metrics => 0,
+        }
+    }
+}
+
+/// What every emitter reads: the estate, its timeline and the clock of the run.
+pub(crate) struct World {
+    seed: u64,
+    estate: Estate,
+    timeline: Timeline,
+    tenants: Vec<String>,
+    /// Event time of tick 0, ns since the epoch.
+    start_ns: u64,
+    /// Event time between ticks (scrapes), ns.
+    interval_ns: u64,
+}
+
+impl World {
+    /// Event time of tick `tick`, ns since the epoch.
+    fn tick_time_ns(&self, tick: u64) -> u64 {
+        self.start_ns
+            .saturating_add(tick.saturating_mul(self.interval_ns))
+    }
+}
+
+/// The emitter behind a partition.
+enum Emitter {
+    Metrics(MetricsEmitter),
+}
+
+impl Emitter {
+    fn encode(&mut self, world: &World, tick: u64, unit: u64) -> Vec<u8> {
+        match self {
+            Emitter::Metrics(m) => {
+                m.encode(world, tick, usize::try_from(unit).unwrap_or(usize::MAX))
+            }
+        }
+    }
+}
+
+/// One partition: its emitter, its arrival queue and its next offset.
+struct Stream {
+    signal: GeneratedSignal,
+    emitter: Emitter,
+    schedule: Schedule,
+    next_offset: u64,
+}
+
+/// The built-in generator as a [`Source`].
+///
+/// Partitions: index 0 is `generator:metrics`. Offsets are sequence numbers per partition from
+/// 0, in the order records are handed out. [`Source::commit`] is a no-op: the generator keeps
+/// no state worth restoring, and a new one with the same configuration and start replays the
+/// same records.
+pub struct Generator {
+    world: World,
+    streams: Vec<Stream>,
+    pace: Pace,
+    speed: f64,
+    /// Event time that corresponds to `clock`'s creation for realtime pacing: the start when it
+    /// is configured, else the (unfloored) wall clock at construction.
+    origin_ns: u64,
+    clock: Instant,
+}
+
+impl Generator {
+    /// Validates the configuration and builds the estate, its timeline and the emitters.
+    pub fn new(cfg: &GeneratorConfig) -> Result<Self, GeneratorError> {
+        cfg.validate()?;
+        let clock = Instant::now();
+        let interval_ns = u64::try_from(cfg.scrape_interval.as_nanos()).unwrap_or(u64::MAX);
+        let (start_ns, origin_ns) = match cfg.start {
+            Some(start) => {
+                let ns = non_negative_nanos(start).ok_or(GeneratorError::Clock { now: start })?;
+                (ns, ns)
+            }
+            None => {
+                let now = Utc::now();
+                let ns = non_negative_nanos(now).ok_or(GeneratorError::Clock { now })?;
+                (ns - ns % interval_ns, ns)
+            }
+        };
+        let ticks = cfg.duration.map(|d| {
+            let ticks = d.as_nanos().div_ceil(u128::from(interval_ns));
+            u64::try_from(ticks).unwrap_or(u64::MAX)
+        });
+        let estate = Estate::build(cfg.seed, cfg.services, cfg.pods_per_service);
+        let timeline = Timeline::build(cfg.seed, &estate);
+        let world = World {
+            seed: cfg.seed,
+            estate,
+            timeline,
+            tenants: cfg.tenants.clone(),
+            start_ns,
+            interval_ns,
+        };
+        let metrics = MetricsEmitter::new(&world);
+        let schedule = Schedule::new(ScheduleSpec {
+            seed: cfg.seed,
+            delay_tag: noise::tag::METRICS_DELAY,
+            start_ns,
+            interval_ns,
+            ticks,
+            units: metrics.units() as u64,
+            disorder: &cfg.disorder,
+        });
+        let streams = vec![Stream {
+            signal: GeneratedSignal::Metrics,
+            emitter: Emitter::Metrics(metrics),
+            schedule,
+            next_offset: 0,
+        }];
+        tracing::debug!(
+            services = cfg.services,
+            pods = world.estate.pod_count(),
+            start_ns,
+            ticks = ?ticks,
+            "generator built"
+        );
+        Ok(Generator {
+            world,
+            streams,
+            pace: cfg.pace,
+            speed: cfg.speed,
+            origin_ns,
+            clock,
+        })
+    }
+
+    /// The estate the generator describes.
+    pub fn estate(&self) -> &Estate {
+        &self.world.estate
+    }
+
+    /// The incidents of the run, at offsets from [`start`](Self::start).
+    pub fn timeline(&self) -> &Timeline {
+        &self.world.timeline
+    }
+
+    /// Event time of the first scrape.
+    pub fn start(&self) -> DateTime<Utc> {
+        DateTime::from_timestamp_nanos(i64::try_from(self.world.start_ns).unwrap_or(i64::MAX))
+    }
+
+    /// The signal a partition carries, `None` for an index the generator does not have.
+    pub fn partition_signal(partition: u32) -> Option<GeneratedSignal> {
+        GeneratedSignal::ALL
+            .into_iter()
+            .find(|s| s.partition() == partition)
+    }
+
+    /// The stream whose next message arrives first (ties to the lower partition), and that
+    /// arrival time; `None` when every stream is exhausted.
+    fn next_stream(&mut self) -> Option<(usize, u64)> {
+        let mut best: Option<(usize, u64)> = None;
+        for (i, stream) in self.streams.iter_mut().enumerate() {
+            if let Some(next) = stream.schedule.peek()
+                && best.is_none_or(|(_, arrival)| next.arrival_ns < arrival)
+            {
+                best = Some((i, next.arrival_ns));
+            }
+        }
+        best
+    }
+
+    /// With realtime pacing, how long until a message arriving at `arrival_ns` is due; `None`
+    /// when it is due now.
+    fn due_in(&self, arrival_ns: u64) -> Option<Duration> {
+        if self.pace == Pace::Fast {
+            return None;
+        }
+        let event_s = (i128::from(arrival_ns) - i128::from(self.origin_ns)) as f64 / 1e9;
+        let wait_s = event_s / self.speed - self.clock.elapsed().as_secs_f64();
+        (wait_s > 0.0).then(|| Duration::from_secs_f64(wait_s))
+    }
+}
+
+fn non_negative_nanos(t: DateTime<Utc>) -> Option<u64> {
+    t.timestamp_nanos_opt()
+        .and_then(|ns| u64::try_from(ns).ok())
+}
+
+impl Source for Generator {
+    /// Hands out up to `max` records in arrival order. With `fast` pacing it never waits; with
+    /// `realtime` it hands out what is due and, when nothing is, waits for the next record up to
+    /// `timeout`.
+    fn poll(
+        &mut self,
+        max: usize,
+        timeout: Duration,
+        out: &mut Vec<RawRecord>,
+    ) -> Result<Poll, SourceError> {
+        let deadline = Instant::now().checked_add(timeout);
+        loop {
+            let mut handed = 0;
+            let mut wait = None;
+            while handed < max {
+                let Some((i, arrival_ns)) = self.next_stream() else {
+                    break;
+                };
+                if let Some(d) = self.due_in(arrival_ns) {
+                    wait = Some(d);
+                    break;
+                }
+                let stream = &mut self.streams[i];
+                let Some(next) = stream.schedule.pop() else {
+                    break;
+                };
+                let payload = stream.emitter.encode(&self.world, next.tick, next.unit);
+                out.push(RawRecord {
+                    partition: stream.signal.partition(),
+                    offset: stream.next_offset,
+                    payload,
+                });
+                stream.next_offset += 1;
+                handed += 1;
+            }
+            if self.next_stream().is_none() {
+                return Ok(Poll::Exhausted);
+            }
+            let Some(wait) = wait else {
+                return Ok(Poll::Open);
+            };
+            if handed > 0 {
+                return Ok(Poll::Open);
+            }
+            let now = Instant::now();
+            let left = match deadline {
+                Some(deadline) if deadline <= now => return Ok(Poll::Open),
+                Some(deadline) => deadline - now,
+                None => wait,
+            };
+            std::thread::sleep(wait.min(left));
+        }
+    }
+
+    fn partitions(&self) -> Vec<PartitionInfo> {
+        self.streams
+            .iter()
+            .map(|s| PartitionInfo {
+                name: format!("generator:{}", s.signal.name()),
+                replay_until: None,
+                max_event_time: None,
+            })
+            .collect()
+    }
+
+    fn commit(&mut self, _commits: &[PartitionCommit]) -> Result<(), SourceError> {
+        Ok(())
+    }
+}
