@@ -1,1 +1,258 @@
-fn main() {}
+//! `observebridge`: one binary for the engine.
+//!
+//! # Layout
+//! - `main.rs`: the command line, the live terminal summary and the end-of-run report.
+//! - [`job`]: the job spec (YAML), parsed strictly and validated before anything starts.
+//! - [`runtime`]: sources -> driver -> timely workers -> coordinator -> sinks, and commits.
+
+mod job;
+mod runtime;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use crate::job::JobSpec;
+use crate::runtime::Stats;
+
+/// ObserveBridge: an incremental dataflow engine for operations telemetry.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Cli {
+    /// Log as JSON lines instead of text.
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Runs a job in the foreground; without JOB, the embedded default (the demo estate).
+    Run {
+        /// Job spec (YAML). Default: the embedded demo job (schemas/jobs/default.yaml).
+        job: Option<PathBuf>,
+        /// Overrides the spec's worker count.
+        #[arg(long)]
+        workers: Option<usize>,
+        /// Overrides the generator's seed (embedded default only).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Prints a machine-readable report (records/s, freshness percentiles, peak RSS) as JSON
+        /// at the end of the run; used by the end-to-end load benchmark.
+        #[arg(long)]
+        report: bool,
+    },
+    /// Job specs.
+    Job {
+        #[command(subcommand)]
+        command: JobCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum JobCommand {
+    /// Checks a job spec without running it (no network, no files touched).
+    Validate { job: PathBuf },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    init_logging(cli.log_json);
+    let code = match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn run(cli: Cli) -> Result<i32> {
+    match cli.command {
+        Command::Job { command: JobCommand::Validate { job } } => match JobSpec::load(&job) {
+            Ok(spec) => {
+                println!("{}: valid job `{}` ({} source(s))", job.display(), spec.name, spec.sources.len());
+                Ok(0)
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                Ok(2)
+            }
+        },
+        Command::Run { job, workers, seed, report } => {
+            let mut spec = match &job {
+                Some(path) => JobSpec::load(path),
+                None => JobSpec::parse(job::DEFAULT_JOB, "(embedded default)"),
+            }
+            .map_err(anyhow::Error::new)?;
+            if let Some(w) = workers {
+                spec.workers = w;
+            }
+            if let Some(seed) = seed {
+                for source in &mut spec.sources {
+                    if let Some(g) = source.generator.as_mut() {
+                        g.seed = seed;
+                    }
+                }
+            }
+            let problems = spec.validate();
+            if !problems.is_empty() {
+                anyhow::bail!(job::SpecError::Invalid { origin: "command line".into(), problems });
+            }
+            run_job(spec, job.is_none(), report)
+        }
+    }
+}
+
+fn run_job(spec: JobSpec, embedded: bool, report: bool) -> Result<i32> {
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = Arc::clone(&stop);
+        ctrlc_handler(move || stop.store(true, Ordering::Relaxed))?;
+    }
+    let stats = Arc::new(Stats::default());
+    let outputs = describe_outputs(&spec);
+    if embedded {
+        eprintln!("ObserveBridge: running the embedded demo job (a generated microservice estate).");
+    }
+    eprintln!("job `{}`: {} worker(s); output: {}. Ctrl-C stops after the current frontier is durable.", spec.name, spec.workers, outputs);
+    let started = Instant::now();
+    let summary = {
+        let stats = Arc::clone(&stats);
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || live_summary(&stats, &stop, &outputs))
+    };
+    let result = runtime::run(spec, Arc::clone(&stop), Arc::clone(&stats));
+    stop.store(true, Ordering::Relaxed);
+    let _ = summary.join();
+    let elapsed = started.elapsed();
+    let run = result?;
+    eprintln!(
+        "\nstopped after {:.1}s: {} records in {} epochs, {} dead letters, {} rows upserted, {} windows written.",
+        elapsed.as_secs_f64(),
+        run.records_in,
+        run.epochs,
+        run.dead_letters,
+        stats.rows_upserted.load(Ordering::Relaxed),
+        stats.windows_written.load(Ordering::Relaxed)
+    );
+    if report {
+        println!("{}", load_report(&stats, elapsed));
+    }
+    Ok(0)
+}
+
+/// Where the job's output goes, for people.
+fn describe_outputs(spec: &JobSpec) -> String {
+    let mut outputs = Vec::new();
+    if let Some(pq) = &spec.sinks.parquet {
+        outputs.push(format!("parquet at {}", pq.url));
+    }
+    if spec.sinks.postgres.is_some() {
+        outputs.push("postgres".to_string());
+    }
+    if let Some(f) = &spec.dead_letter.file {
+        outputs.push(format!("dead letters to {}", f.path.display()));
+    } else if let Some(k) = &spec.dead_letter.kafka {
+        outputs.push(format!("dead letters to topic {}", k.topic));
+    }
+    outputs.join(", ")
+}
+
+/// A short live summary on the terminal (a log line every 10 s when stderr is not a terminal).
+fn live_summary(stats: &Stats, stop: &AtomicBool, outputs: &str) {
+    let terminal = std::io::stderr().is_terminal();
+    let period = if terminal { Duration::from_secs(1) } else { Duration::from_secs(10) };
+    let mut last = (Instant::now(), 0u64);
+    let mut next = Instant::now() + period;
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(100));
+        if Instant::now() < next {
+            continue;
+        }
+        next += period;
+        let records = stats.records_in.load(Ordering::Relaxed);
+        let rate = (records - last.1) as f64 / last.0.elapsed().as_secs_f64().max(1e-9);
+        last = (Instant::now(), records);
+        let wm = stats.watermark.load(Ordering::Relaxed);
+        let wm = if wm == i64::MIN { "-".to_string() } else { observebridge_dataflows::window::fmt_ms(wm) };
+        let line = format!(
+            "{records} records ({rate:.0}/s) | {} rows upserted | {} windows written | {} dead letters | watermark {wm} | {outputs}",
+            stats.rows_upserted.load(Ordering::Relaxed),
+            stats.windows_written.load(Ordering::Relaxed),
+            stats.dead_letters.load(Ordering::Relaxed),
+        );
+        if terminal {
+            eprint!("\r\x1b[2K{line}");
+        } else {
+            tracing::info!(target: "observebridge::summary", "{line}");
+        }
+    }
+}
+
+/// The end-of-run report: throughput, freshness percentiles and peak memory.
+fn load_report(stats: &Stats, elapsed: Duration) -> serde_json::Value {
+    let mut fresh = stats.freshness_ms.lock().map(|f| f.clone()).unwrap_or_default();
+    fresh.sort_by(f64::total_cmp);
+    let pct = |q: f64| fresh.get(((fresh.len() as f64 * q).ceil() as usize).saturating_sub(1)).copied();
+    let records = stats.records_in.load(Ordering::Relaxed);
+    let decoded = stats.decoded.load(Ordering::Relaxed);
+    serde_json::json!({
+        "seconds": elapsed.as_secs_f64(),
+        "messages": records,
+        "records_decoded": decoded,
+        "records_per_second": decoded as f64 / elapsed.as_secs_f64().max(1e-9),
+        "messages_per_second": records as f64 / elapsed.as_secs_f64().max(1e-9),
+        "freshness_ms": { "p50": pct(0.50), "p99": pct(0.99), "max": fresh.last() },
+        "rows_upserted": stats.rows_upserted.load(Ordering::Relaxed),
+        "windows_written": stats.windows_written.load(Ordering::Relaxed),
+        "dead_letters": stats.dead_letters.load(Ordering::Relaxed),
+        "peak_rss_mib": peak_rss_mib(),
+    })
+}
+
+/// Peak resident set size of this process (Linux `VmHWM`), in MiB.
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// Runs `f` on SIGINT/SIGTERM (a second Ctrl-C exits at once).
+fn ctrlc_handler(f: impl Fn() + Send + 'static) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    std::thread::spawn(move || {
+        rt.block_on(async {
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => return,
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            f();
+            let _ = tokio::signal::ctrl_c().await;
+            std::process::exit(130);
+        });
+    });
+    Ok(())
+}

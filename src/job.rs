@@ -1,0 +1,380 @@
+//! The job spec: sources, views, sinks, lateness and workers, as YAML.
+//!
+//! A spec is parsed strictly (unknown fields are refused with their path) and validated before
+//! anything starts: [`JobSpec::load`] returns every problem found, each with the field's path and
+//! the reason. See `schemas/jobs/` for samples.
+
+use std::path::Path;
+use std::time::Duration;
+
+use observebridge_connectors::files::{FileDeadLetterConfig, FileSourceConfig};
+use observebridge_connectors::generator::GeneratorConfig;
+use observebridge_connectors::kafka::{KafkaDeadLetterConfig, KafkaSourceConfig};
+use observebridge_connectors::parquet::ObjectStoreConfig;
+use observebridge_connectors::postgres::PostgresConfig;
+use observebridge_dataflows::decode::DecodeConfig;
+use observebridge_dataflows::record::{Signal, WireFormat};
+use serde::Deserialize;
+
+/// The embedded default job: the generator feeding every view, Parquet under `./data`.
+pub const DEFAULT_JOB: &str = include_str!("../schemas/jobs/default.yaml");
+
+/// A job: what to read, what to compute, where to write.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSpec {
+    /// Name of the job: the key of its progress rows and the default Kafka consumer group.
+    pub name: String,
+    /// Timely worker threads in this process.
+    #[serde(default = "default_workers")]
+    pub workers: usize,
+    /// How far behind the largest event time a record may arrive and still count (e.g. `2m`).
+    #[serde(default = "default_lateness", with = "humantime_serde")]
+    pub lateness: Duration,
+    /// A partition with no record for this long stops holding the watermark back.
+    #[serde(default = "default_idle_timeout", with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// How input is cut into epochs (the unit of progress, sink transactions and commits).
+    #[serde(default)]
+    pub epochs: EpochSpec,
+    /// How records are decoded.
+    #[serde(default)]
+    pub decode: DecodeConfig,
+    /// The inputs.
+    pub sources: Vec<SourceSpec>,
+    /// The views to maintain.
+    pub views: ViewsSpec,
+    /// Where views go.
+    #[serde(default)]
+    pub sinks: SinksSpec,
+    /// Where records that cannot be used go (default: `./data/dead_letters.jsonl`).
+    #[serde(default)]
+    pub dead_letter: DeadLetterSpec,
+}
+
+/// Epoch cutting and flow control.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EpochSpec {
+    /// An epoch closes after this much wall time ...
+    #[serde(default = "default_epoch_interval", with = "humantime_serde")]
+    pub interval: Duration,
+    /// ... or after this many records, whichever comes first.
+    #[serde(default = "default_epoch_records")]
+    pub max_records: usize,
+    /// Epochs handed to the dataflow but not yet durable in every sink; reading pauses at this
+    /// many (backpressure during a sink outage).
+    #[serde(default = "default_max_inflight")]
+    pub max_inflight: usize,
+}
+
+impl Default for EpochSpec {
+    fn default() -> Self {
+        Self { interval: default_epoch_interval(), max_records: default_epoch_records(), max_inflight: default_max_inflight() }
+    }
+}
+
+/// One input. Exactly one of `kafka`, `file` and `generator` is set.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSpec {
+    /// Name of the source, unique in the job.
+    pub name: String,
+    /// What the source carries (not for `generator`, which says it itself).
+    pub signal: Option<Signal>,
+    /// How its messages are encoded (not for `generator`).
+    pub format: Option<WireFormat>,
+    /// A Kafka topic set.
+    pub kafka: Option<KafkaSourceConfig>,
+    /// JSON-lines files (bounded: the job ends after their last line).
+    pub file: Option<FileSourceConfig>,
+    /// The built-in demo estate.
+    pub generator: Option<GeneratorConfig>,
+}
+
+/// The views. A view that is absent is not computed.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ViewsSpec {
+    /// Per resource, metric and series: one-minute statistics.
+    pub metric_1m: Option<Metric1mSpec>,
+}
+
+/// Parameters of `metric_1m`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Metric1mSpec {
+    /// Window size (default 1m).
+    #[serde(default = "default_metric_window", with = "humantime_serde")]
+    pub window: Duration,
+}
+
+/// Sinks; any subset.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinksSpec {
+    /// Upserts and deletes, one transaction per frontier.
+    pub postgres: Option<PostgresConfig>,
+    /// Final windows as Parquet on object storage.
+    pub parquet: Option<ObjectStoreConfig>,
+}
+
+/// The dead-letter destination: a JSON-lines file or a Kafka topic.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeadLetterSpec {
+    pub file: Option<FileDeadLetterConfig>,
+    pub kafka: Option<KafkaDeadLetterConfig>,
+}
+
+impl Default for DeadLetterSpec {
+    fn default() -> Self {
+        Self { file: Some(FileDeadLetterConfig { path: "./data/dead_letters.jsonl".into() }), kafka: None }
+    }
+}
+
+fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+fn default_lateness() -> Duration {
+    Duration::from_secs(120)
+}
+fn default_idle_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_epoch_interval() -> Duration {
+    Duration::from_millis(200)
+}
+fn default_epoch_records() -> usize {
+    200_000
+}
+fn default_max_inflight() -> usize {
+    8
+}
+fn default_metric_window() -> Duration {
+    Duration::from_secs(60)
+}
+
+/// One problem with a spec: the field's path and what is wrong with it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {reason}")]
+pub struct SpecProblem {
+    pub path: String,
+    pub reason: String,
+}
+
+/// A spec that was refused, with every problem found.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("job spec {origin}: cannot read it: {source}")]
+    Read { origin: String, #[source] source: std::io::Error },
+    #[error("job spec {origin} is invalid:\n{}", problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Invalid { origin: String, problems: Vec<SpecProblem> },
+}
+
+impl JobSpec {
+    /// Reads and validates a spec file.
+    pub fn load(path: &Path) -> Result<Self, SpecError> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read { origin: origin.clone(), source })?;
+        Self::parse(&text, &origin)
+    }
+
+    /// Parses and validates spec text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Self, SpecError> {
+        let invalid = |problems| SpecError::Invalid { origin: origin.to_string(), problems };
+        let deserializer = serde_yaml_ng::Deserializer::from_str(text);
+        let spec: JobSpec = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            let path = e.path().to_string();
+            let reason = e.into_inner().to_string();
+            // serde_yaml_ng appends " at line N column M": keep it, it helps.
+            invalid(vec![SpecProblem { path: if path == "." { "(root)".to_string() } else { path }, reason }])
+        })?;
+        let problems = spec.validate();
+        if problems.is_empty() { Ok(spec) } else { Err(invalid(problems)) }
+    }
+
+    /// Every problem with an already parsed spec (empty when it is valid). Runs no I/O.
+    pub fn validate(&self) -> Vec<SpecProblem> {
+        let mut problems = Vec::new();
+        let mut problem = |path: String, reason: String| problems.push(SpecProblem { path, reason });
+        if self.name.trim().is_empty() || !self.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+            problem("name".into(), format!("`{}` is not a job name: use letters, digits, `-`, `_` and `.`", self.name));
+        }
+        if self.workers == 0 || self.workers > 256 {
+            problem("workers".into(), format!("{} workers: must be between 1 and 256", self.workers));
+        }
+        if self.lateness > Duration::from_secs(24 * 3600) {
+            problem("lateness".into(), "must be at most 24h: state is kept for window + lateness".into());
+        }
+        if self.idle_timeout.is_zero() {
+            problem("idle_timeout".into(), "must be greater than 0".into());
+        }
+        if self.epochs.interval.is_zero() || self.epochs.interval > Duration::from_secs(60) {
+            problem("epochs.interval".into(), "must be between 1ms and 60s".into());
+        }
+        if self.epochs.max_records == 0 {
+            problem("epochs.max_records".into(), "must be at least 1".into());
+        }
+        if self.epochs.max_inflight == 0 {
+            problem("epochs.max_inflight".into(), "must be at least 1".into());
+        }
+        if self.sources.is_empty() {
+            problem("sources".into(), "a job needs at least one source".into());
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, source) in self.sources.iter().enumerate() {
+            let at = |field: &str| format!("sources[{i}]{field}");
+            if !names.insert(source.name.as_str()) {
+                problem(at(".name"), format!("`{}` is used by another source", source.name));
+            }
+            let kinds = [source.kafka.is_some(), source.file.is_some(), source.generator.is_some()];
+            match kinds.iter().filter(|k| **k).count() {
+                1 => {}
+                0 => problem(at(""), "set one of `kafka`, `file` or `generator`".into()),
+                _ => problem(at(""), "set only one of `kafka`, `file` or `generator`".into()),
+            }
+            if source.generator.is_some() {
+                if source.signal.is_some() || source.format.is_some() {
+                    problem(at(""), "`signal` and `format` do not apply to a generator".into());
+                }
+            } else {
+                if source.signal.is_none() {
+                    problem(at(".signal"), "missing: say what the source carries (`metrics`)".into());
+                }
+                if source.format.is_none() {
+                    problem(at(".format"), "missing: `otlp_proto`, `otlp_json` or `json_lines`".into());
+                }
+            }
+            let nested = match (&source.kafka, &source.file, &source.generator) {
+                (Some(k), _, _) => k.validate().err().map(|e| (".kafka", e.to_string())),
+                (_, Some(f), _) => f.validate().err().map(|e| (".file", e.to_string())),
+                (_, _, Some(g)) => g.validate().err().map(|e| (".generator", e.to_string())),
+                _ => None,
+            };
+            if let Some((field, reason)) = nested {
+                problem(at(field), reason);
+            }
+        }
+        match &self.views.metric_1m {
+            None => problem("views".into(), "no view selected: add `metric_1m: {}`".into()),
+            Some(m) => {
+                let ms = m.window.as_millis();
+                if ms == 0 || 86_400_000 % ms != 0 {
+                    problem("views.metric_1m.window".into(), "must divide a day evenly (e.g. 1m, 5m, 1h)".into());
+                }
+            }
+        }
+        if let Some(pg) = &self.sinks.postgres {
+            if let Err(e) = pg.validate() {
+                problem("sinks.postgres".into(), e.to_string());
+            }
+        }
+        if let Some(os) = &self.sinks.parquet {
+            if let Err(e) = os.validate() {
+                problem("sinks.parquet".into(), e.to_string());
+            }
+        }
+        match (&self.dead_letter.file, &self.dead_letter.kafka) {
+            (Some(_), Some(_)) => problem("dead_letter".into(), "set only one of `file` or `kafka`".into()),
+            (None, None) => problem("dead_letter".into(), "set one of `file` or `kafka`".into()),
+            (_, Some(k)) if k.topic.trim().is_empty() => problem("dead_letter.kafka.topic".into(), "must not be empty".into()),
+            _ => {}
+        }
+        problems
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(yaml: &str) -> Vec<SpecProblem> {
+        match JobSpec::parse(yaml, "test") {
+            Ok(_) => Vec::new(),
+            Err(SpecError::Invalid { problems, .. }) => problems,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn assert_refused(yaml: &str, path: &str, reason_part: &str) {
+        let found = problems(yaml);
+        assert!(
+            found.iter().any(|p| p.path == path && p.reason.contains(reason_part)),
+            "expected a problem at `{path}` containing `{reason_part}`, got {found:?}"
+        );
+    }
+
+    const MINIMAL: &str = "name: t\nsources:\n  - name: s\n    generator: {}\nviews:\n  metric_1m: {}\n";
+
+    #[test]
+    fn sample_specs_are_valid() {
+        for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/jobs")).expect("schemas/jobs") {
+            let path = entry.expect("entry").path();
+            if let Err(e) = JobSpec::load(&path) {
+                panic!("{e}");
+            }
+        }
+        let spec = JobSpec::parse(DEFAULT_JOB, "default").expect("default job");
+        assert_eq!(spec.lateness, Duration::from_secs(120));
+        assert!(spec.sources[0].generator.is_some());
+    }
+
+    #[test]
+    fn minimal_spec_gets_defaults() {
+        let spec = JobSpec::parse(MINIMAL, "t").expect("valid");
+        assert_eq!(spec.lateness, Duration::from_secs(120));
+        assert_eq!(spec.idle_timeout, Duration::from_secs(30));
+        assert_eq!(spec.views.metric_1m.as_ref().map(|m| m.window), Some(Duration::from_secs(60)));
+        assert!(spec.dead_letter.file.is_some());
+    }
+
+    #[test]
+    fn unknown_field_is_refused_with_its_path() {
+        assert_refused(&MINIMAL.replace("name: t\n", "name: t\nwrokers: 2\n"), "wrokers", "unknown field `wrokers`, expected one of");
+        assert_refused(&MINIMAL.replace("metric_1m: {}", "metric_1m: { windw: 1m }"), "views.metric_1m.windw", "unknown field `windw`");
+        assert_refused(&MINIMAL.replace("generator: {}", "generator: { sed: 1 }"), "sources[0].generator.sed", "unknown field `sed`");
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_field() {
+        assert_refused(&MINIMAL.replace("name: t\n", "name: t\nlateness: soon\n"), "lateness", "");
+        assert_refused(&MINIMAL.replace("name: t\n", "name: t\nworkers: 0\n"), "workers", "between 1 and 256");
+        assert_refused(&MINIMAL.replace("name: t\n", "name: 'a b'\n"), "name", "not a job name");
+        assert_refused(&MINIMAL.replace("metric_1m: {}", "metric_1m: { window: 7m }"), "views.metric_1m.window", "divide a day");
+        assert_refused("name: t\nsources: []\nviews:\n  metric_1m: {}\n", "sources", "at least one source");
+        assert_refused("name: t\nsources:\n  - name: s\n    generator: {}\nviews: {}\n", "views", "no view selected");
+    }
+
+    #[test]
+    fn source_kinds_and_formats_are_checked() {
+        let both = "name: t\nsources:\n  - name: s\n    generator: {}\n    file: { paths: [a.jsonl] }\n    signal: metrics\n    format: json_lines\nviews:\n  metric_1m: {}\n";
+        assert_refused(both, "sources[0]", "only one of");
+        let none = "name: t\nsources:\n  - name: s\nviews:\n  metric_1m: {}\n";
+        assert_refused(none, "sources[0]", "set one of");
+        let no_format = "name: t\nsources:\n  - name: s\n    signal: metrics\n    file: { paths: [a.jsonl] }\nviews:\n  metric_1m: {}\n";
+        assert_refused(no_format, "sources[0].format", "missing");
+        let bad_format = no_format.replace("signal: metrics\n", "signal: metrics\n    format: csv\n");
+        assert_refused(&bad_format, "sources[0].format", "unknown variant `csv`");
+        let dup = "name: t\nsources:\n  - name: s\n    generator: {}\n  - name: s\n    generator: {}\nviews:\n  metric_1m: {}\n";
+        assert_refused(dup, "sources[1].name", "used by another source");
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let yaml = "name: t\nworkers: 0\nidle_timeout: 0s\nsources: []\nviews: {}\n";
+        let found = problems(yaml);
+        let paths: Vec<&str> = found.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(paths, vec!["workers", "idle_timeout", "sources", "views"]);
+    }
+
+    #[test]
+    fn nested_connector_validation_is_reported() {
+        let yaml = "name: t\nsources:\n  - name: k\n    signal: metrics\n    format: otlp_proto\n    kafka: { brokers: '', topics: [t], group_id: g }\nviews:\n  metric_1m: {}\n";
+        assert_refused(yaml, "sources[0].kafka", "brokers");
+        let pg = format!("{MINIMAL}sinks:\n  postgres: {{ url: 'mysql://x' }}\n");
+        assert_refused(&pg, "sinks.postgres", "postgres");
+        let s3 = format!("{MINIMAL}sinks:\n  parquet: {{ url: 'ftp://x' }}\n");
+        assert_refused(&s3, "sinks.parquet", "ftp");
+    }
+}

@@ -1,0 +1,601 @@
+//! Wiring: sources -> driver -> timely workers -> coordinator -> sinks, and back to the driver
+//! for commits.
+//!
+//! - The **driver** (one thread) polls every source, cuts what it reads into epochs, hands each
+//!   worker its share (by input partition) plus the partition bookkeeping, and at most
+//!   `epochs.max_inflight` epochs ahead of durability: when sinks stall, reading stops.
+//! - The **workers** (timely threads) run [`observebridge_dataflows::engine`].
+//! - The **coordinator** (one thread) waits until every worker has passed an epoch, applies the
+//!   epoch's view changes to Postgres (one transaction, with the frontier), writes the windows
+//!   that became final to Parquet, writes dead letters, and only then tells the driver the epoch
+//!   is durable; the driver commits source offsets after that, never before.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use crossbeam_channel::{Receiver, Sender};
+use observebridge_connectors::dead_letter::{DeadLetterRecord, DeadLetterSink};
+use observebridge_connectors::files::{FileDeadLetterSink, JsonLinesSource};
+use observebridge_connectors::generator::{GeneratedSignal, Generator};
+use observebridge_connectors::kafka::{KafkaDeadLetterSink, KafkaSource};
+use observebridge_connectors::parquet::ParquetSink;
+use observebridge_connectors::postgres::PostgresSink;
+use observebridge_connectors::sink::{FinalWindow, Frontier, TableChanges};
+use observebridge_connectors::source::{PartitionCommit, Poll, RawRecord, Source};
+use observebridge_dataflows::engine::{self, EngineConfig, EngineEvent, EpochReport, MetaEvent};
+use observebridge_dataflows::record::{Encoding, EventTime, Origin, RawMessage, Signal, WireFormat};
+use observebridge_dataflows::time::{window_is_final, window_start};
+use observebridge_dataflows::views::metric_1m::Metric1m;
+
+use crate::job::JobSpec;
+
+/// Counters shared by the runtime's threads; read by the live summary and the load benchmark.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub records_in: AtomicU64,
+    pub decoded: AtomicU64,
+    pub dead_letters: AtomicU64,
+    pub late: AtomicU64,
+    pub rows_upserted: AtomicU64,
+    pub rows_deleted: AtomicU64,
+    pub windows_written: AtomicU64,
+    pub epochs_sent: AtomicU64,
+    pub epochs_durable: AtomicU64,
+    pub sink_retries: AtomicU64,
+    /// Watermark (ms since epoch; i64::MIN when none yet).
+    pub watermark: AtomicI64,
+    /// Per durable epoch: wall time from the epoch's first record being read to its changes
+    /// being committed in every sink (ms). The load benchmark reports percentiles of it.
+    pub freshness_ms: Mutex<Vec<f64>>,
+}
+
+/// What happened to a run.
+#[derive(Debug)]
+pub struct RunSummary {
+    pub epochs: u64,
+    pub records_in: u64,
+    pub dead_letters: u64,
+}
+
+/// Where a partition's records come from and how to read them.
+struct PartitionState {
+    source: usize,
+    local: u32,
+    name: String,
+    encoding: Encoding,
+    last_active: Instant,
+    idle: bool,
+    ended: bool,
+    /// Offset after the last record read.
+    next_offset: Option<u64>,
+    /// Epochs with records of this partition that are not durable yet: (epoch, offset after
+    /// the epoch's last record).
+    epoch_ends: VecDeque<(u64, u64)>,
+    /// Epochs whose records may still sit in open windows, for the restart offset:
+    /// (epoch, first offset, largest event time once known).
+    retained: VecDeque<(u64, u64, Option<EventTime>)>,
+    /// Largest event time among durable records.
+    durable_max: Option<EventTime>,
+}
+
+/// Message from the driver to a worker.
+enum WorkerMsg {
+    Epoch { epoch: u64, raw: Vec<RawMessage>, meta: Vec<MetaEvent> },
+}
+
+/// Message from the coordinator to the driver: every epoch up to `through` is durable.
+struct Durable {
+    through: u64,
+    watermark: Option<EventTime>,
+    partition_max: Vec<(u64, u32, EventTime)>,
+}
+
+/// Runs a job until its bounded sources are exhausted or `stop` is set.
+pub fn run(spec: JobSpec, stop: Arc<AtomicBool>, stats: Arc<Stats>) -> Result<RunSummary> {
+    let tokio = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().context("starting the i/o runtime")?;
+    stats.watermark.store(i64::MIN, Ordering::Relaxed);
+
+    // Sources first: a Kafka source learns its committed positions here.
+    let mut sources: Vec<Box<dyn Source>> = Vec::new();
+    let mut encodings: Vec<Option<Encoding>> = Vec::new();
+    for source in &spec.sources {
+        let encoding = match (source.signal, source.format) {
+            (Some(signal), Some(format)) => Some(Encoding { signal, format }),
+            _ => None,
+        };
+        let built: Box<dyn Source> = if let Some(kafka) = &source.kafka {
+            Box::new(KafkaSource::new(&source.name, kafka).with_context(|| format!("source {}", source.name))?)
+        } else if let Some(file) = &source.file {
+            Box::new(JsonLinesSource::new(&source.name, file).with_context(|| format!("source {}", source.name))?)
+        } else if let Some(generator) = &source.generator {
+            Box::new(Generator::new(generator).with_context(|| format!("source {}", source.name))?)
+        } else {
+            anyhow::bail!("source {} has no kind", source.name);
+        };
+        sources.push(built);
+        encodings.push(encoding);
+    }
+
+    let postgres = match &spec.sinks.postgres {
+        Some(cfg) => {
+            let sink = tokio.block_on(async {
+                let sink = PostgresSink::connect(cfg).await?;
+                sink.migrate().await?;
+                Ok::<_, anyhow::Error>(sink)
+            }).context("postgres sink")?;
+            Some(sink)
+        }
+        None => None,
+    };
+    let parquet = match &spec.sinks.parquet {
+        Some(cfg) => Some(ParquetSink::new(cfg).context("parquet sink")?),
+        None => None,
+    };
+    let dead_letters: Box<dyn DeadLetterSink> = match (&spec.dead_letter.file, &spec.dead_letter.kafka) {
+        (_, Some(kafka)) => Box::new(KafkaDeadLetterSink::new(kafka).context("dead-letter topic")?),
+        (Some(file), None) => Box::new(FileDeadLetterSink::new(file).context("dead-letter file")?),
+        (None, None) => anyhow::bail!("no dead-letter destination"),
+    };
+
+    let workers = spec.workers;
+    let config = EngineConfig {
+        lateness_ms: spec.lateness.as_millis() as i64,
+        decode: spec.decode.clone(),
+        metric_1m: spec.views.metric_1m.as_ref().map(|m| Metric1m { window_ms: m.window.as_millis() as i64 }),
+    };
+    // Restart horizon: records whose window is not final must be re-read after a restart.
+    let horizon_ms = config.metric_1m.as_ref().map_or(60_000, |m| m.window_ms);
+
+    let (event_tx, event_rx) = crossbeam_channel::unbounded::<EngineEvent>();
+    let mut worker_txs = Vec::new();
+    let mut worker_rxs = Vec::new();
+    for _ in 0..workers {
+        let (tx, rx) = crossbeam_channel::bounded::<WorkerMsg>(2);
+        worker_txs.push(tx);
+        worker_rxs.push(rx);
+    }
+    let worker_rxs = Arc::new(worker_rxs);
+    let timely_config = timely::Config::process(workers);
+    let engine_config = config.clone();
+    let guards = timely::execute(timely_config, move |worker| {
+        let rx = worker_rxs[worker.index()].clone();
+        let (inputs, probe) = engine::build(worker, &engine_config, event_tx.clone());
+        let mut inputs = Some(inputs);
+        let feed = |inputs: &mut Option<engine::Inputs>, msg: WorkerMsg| {
+            let WorkerMsg::Epoch { epoch, mut raw, mut meta } = msg;
+            if let Some(inputs) = inputs.as_mut() {
+                inputs.raw.send_batch(&mut raw);
+                inputs.meta.send_batch(&mut meta);
+                inputs.raw.advance_to(epoch + 1);
+                inputs.meta.advance_to(epoch + 1);
+            }
+        };
+        loop {
+            // Feed every epoch that is waiting; a closed channel closes the inputs, which lets
+            // every frontier run to the end.
+            loop {
+                match rx.try_recv() {
+                    Ok(msg) => feed(&mut inputs, msg),
+                    Err(crossbeam_channel::TryRecvError::Empty) => break,
+                    Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                        inputs = None;
+                        break;
+                    }
+                }
+            }
+            worker.step();
+            match &inputs {
+                None if probe.done() => break,
+                Some(i) if !probe.less_than(i.raw.time()) => {
+                    // Caught up: wait for the next epoch instead of spinning.
+                    match rx.recv_timeout(Duration::from_millis(20)) {
+                        Ok(msg) => feed(&mut inputs, msg),
+                        Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+                        Err(crossbeam_channel::RecvTimeoutError::Disconnected) => inputs = None,
+                    }
+                }
+                _ => {}
+            }
+        }
+    })
+    .map_err(|e| anyhow::anyhow!("starting timely workers: {e}"))?;
+
+    let (ack_tx, ack_rx) = crossbeam_channel::unbounded::<Durable>();
+    let sent_at: Arc<Mutex<BTreeMap<u64, (Instant, serde_json::Value)>>> = Arc::default();
+    let coordinator = {
+        let stats = Arc::clone(&stats);
+        let sent_at = Arc::clone(&sent_at);
+        let job = spec.name.clone();
+        let handle = tokio.handle().clone();
+        let replay_until: Arc<Mutex<BTreeMap<u32, (u64, String)>>> = Arc::default();
+        let coordinator = Coordinator { job, workers, postgres, parquet, dead_letters, stats, sent_at, replay_until, handle };
+        let names = Arc::clone(&coordinator.replay_until);
+        (std::thread::Builder::new().name("coordinator".into()).spawn(move || coordinator.run(event_rx, ack_tx))?, names)
+    };
+    let (coordinator, partition_names) = coordinator;
+
+    let mut driver = Driver {
+        spec: &spec,
+        sources,
+        encodings,
+        partitions: Vec::new(),
+        by_source: BTreeMap::new(),
+        worker_txs,
+        stats: Arc::clone(&stats),
+        sent_at,
+        partition_names,
+        horizon_ms,
+        epoch: 0,
+        durable_through: None,
+    };
+    let result = driver.run(&stop, &ack_rx);
+    // Closing the workers' channels ends the dataflow once everything sent is processed.
+    let driver_epochs = driver.epoch;
+    drop(driver.worker_txs.drain(..).collect::<Vec<_>>());
+    guards.join().into_iter().collect::<Result<Vec<_>, _>>().map_err(|e| anyhow::anyhow!("timely worker failed: {e}"))?;
+    let coordinator_result = coordinator.join().map_err(|_| anyhow::anyhow!("coordinator thread panicked"))?;
+    // The last acknowledgements: commit them.
+    while let Ok(ack) = ack_rx.try_recv() {
+        driver.on_durable(ack)?;
+    }
+    result?;
+    coordinator_result?;
+    Ok(RunSummary {
+        epochs: driver_epochs,
+        records_in: stats.records_in.load(Ordering::Relaxed),
+        dead_letters: stats.dead_letters.load(Ordering::Relaxed),
+    })
+}
+
+struct Driver<'a> {
+    spec: &'a JobSpec,
+    sources: Vec<Box<dyn Source>>,
+    encodings: Vec<Option<Encoding>>,
+    partitions: Vec<PartitionState>,
+    by_source: BTreeMap<(usize, u32), u32>,
+    worker_txs: Vec<Sender<WorkerMsg>>,
+    stats: Arc<Stats>,
+    sent_at: Arc<Mutex<BTreeMap<u64, (Instant, serde_json::Value)>>>,
+    /// Partition names and replay bounds, shared with the coordinator (dead letters name them).
+    partition_names: Arc<Mutex<BTreeMap<u32, (u64, String)>>>,
+    horizon_ms: i64,
+    epoch: u64,
+    durable_through: Option<u64>,
+}
+
+impl Driver<'_> {
+    fn run(&mut self, stop: &AtomicBool, acks: &Receiver<Durable>) -> Result<()> {
+        let mut exhausted = vec![false; self.sources.len()];
+        // Epoch 0 carries only the partitions known at start (with restored clocks), so that the
+        // restored watermark is in place before any replayed record is judged late.
+        let meta = self.discover_partitions();
+        self.send_epoch(Vec::new(), meta)?;
+        let mut buffer: Vec<RawRecord> = Vec::new();
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            // Backpressure: never more than max_inflight epochs ahead of durability.
+            loop {
+                let inflight = self.epoch - self.durable_through.map_or(0, |d| d + 1);
+                if (inflight as usize) < self.spec.epochs.max_inflight {
+                    break;
+                }
+                match acks.recv_timeout(Duration::from_millis(100)) {
+                    Ok(ack) => self.on_durable(ack)?,
+                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                        if stop.load(Ordering::Relaxed) {
+                            return Ok(());
+                        }
+                    }
+                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => anyhow::bail!("the coordinator stopped"),
+                }
+            }
+            while let Ok(ack) = acks.try_recv() {
+                self.on_durable(ack)?;
+            }
+
+            let started = Instant::now();
+            let deadline = started + self.spec.epochs.interval;
+            let mut raw: Vec<RawMessage> = Vec::new();
+            let mut touched: BTreeMap<u32, u64> = BTreeMap::new();
+            while raw.len() < self.spec.epochs.max_records && Instant::now() < deadline && !exhausted.iter().all(|e| *e) {
+                for s in 0..self.sources.len() {
+                    if exhausted[s] {
+                        continue;
+                    }
+                    let room = self.spec.epochs.max_records.saturating_sub(raw.len()).max(1);
+                    let wait = deadline.saturating_duration_since(Instant::now()).min(Duration::from_millis(50)) / self.sources.len() as u32;
+                    let poll = self.sources[s].poll(room.min(50_000), wait, &mut buffer).with_context(|| format!("source {}", self.spec.sources[s].name))?;
+                    for record in buffer.drain(..) {
+                        let gid = self.partition_id(s, record.partition)?;
+                        let state = &mut self.partitions[gid as usize];
+                        state.next_offset = Some(record.offset + 1);
+                        touched.entry(gid).or_insert(record.offset);
+                        raw.push(RawMessage { origin: Origin { partition: gid, offset: record.offset }, encoding: state.encoding, payload: record.payload });
+                    }
+                    if poll == Poll::Exhausted {
+                        exhausted[s] = true;
+                    }
+                }
+            }
+            let now = Instant::now();
+            let mut meta = self.discover_partitions();
+            for (gid, state) in self.partitions.iter_mut().enumerate() {
+                let gid = gid as u32;
+                if let Some(first) = touched.get(&gid) {
+                    state.last_active = now;
+                    state.retained.push_back((self.epoch, *first, None));
+                    if let Some(next) = state.next_offset {
+                        state.epoch_ends.push_back((self.epoch, next));
+                    }
+                    if state.idle {
+                        state.idle = false;
+                        meta.push(MetaEvent::Idle { partition: gid, idle: false });
+                    }
+                } else if !state.idle && !state.ended && now.duration_since(state.last_active) >= self.spec.idle_timeout {
+                    state.idle = true;
+                    meta.push(MetaEvent::Idle { partition: gid, idle: true });
+                }
+                if exhausted[state.source] && !state.ended {
+                    state.ended = true;
+                    meta.push(MetaEvent::Ended { partition: gid });
+                }
+            }
+            self.stats.records_in.fetch_add(raw.len() as u64, Ordering::Relaxed);
+            self.sent_at.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.insert(self.epoch, (started, self.positions()));
+            self.send_epoch(raw, meta)?;
+            if exhausted.iter().all(|e| *e) {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Registers partitions the sources have started reporting; returns their Register events.
+    fn discover_partitions(&mut self) -> Vec<MetaEvent> {
+        let mut meta = Vec::new();
+        for s in 0..self.sources.len() {
+            for (local, info) in self.sources[s].partitions().into_iter().enumerate() {
+                if self.by_source.contains_key(&(s, local as u32)) {
+                    continue;
+                }
+                let gid = self.partitions.len() as u32;
+                // Kafka and file sources carry what their spec says; the generator says it per partition.
+                let encoding = match self.encodings[s] {
+                    Some(encoding) => encoding,
+                    None => match Generator::partition_signal(local as u32) {
+                        Some(GeneratedSignal::Metrics) | None => Encoding { signal: Signal::Metrics, format: WireFormat::OtlpProto },
+                    },
+                };
+                self.by_source.insert((s, local as u32), gid);
+                if let Ok(mut names) = self.partition_names.lock() {
+                    names.insert(gid, (info.replay_until.unwrap_or(0), info.name.clone()));
+                }
+                self.partitions.push(PartitionState {
+                    source: s,
+                    local: local as u32,
+                    name: info.name,
+                    encoding,
+                    last_active: Instant::now(),
+                    idle: false,
+                    ended: false,
+                    next_offset: None,
+                    epoch_ends: VecDeque::new(),
+                    retained: VecDeque::new(),
+                    durable_max: info.max_event_time,
+                });
+                meta.push(MetaEvent::Register { partition: gid, max_ts: info.max_event_time });
+            }
+        }
+        meta
+    }
+
+    fn partition_id(&mut self, source: usize, local: u32) -> Result<u32> {
+        if let Some(gid) = self.by_source.get(&(source, local)) {
+            return Ok(*gid);
+        }
+        // A partition the source did not list yet: pick up the new listing.
+        let _ = self.discover_partitions();
+        self.by_source.get(&(source, local)).copied().ok_or_else(|| anyhow::anyhow!("source {} handed out a record of unknown partition {local}", self.spec.sources[source].name))
+    }
+
+    fn positions(&self) -> serde_json::Value {
+        let map = self.partitions.iter().filter_map(|p| p.next_offset.map(|o| (p.name.clone(), serde_json::Value::from(o)))).collect();
+        serde_json::Value::Object(map)
+    }
+
+    fn send_epoch(&mut self, raw: Vec<RawMessage>, meta: Vec<MetaEvent>) -> Result<()> {
+        let workers = self.worker_txs.len();
+        let mut shares: Vec<Vec<RawMessage>> = (0..workers).map(|_| Vec::new()).collect();
+        for msg in raw {
+            shares[msg.origin.partition as usize % workers].push(msg);
+        }
+        for (tx, share) in self.worker_txs.iter().zip(shares) {
+            tx.send(WorkerMsg::Epoch { epoch: self.epoch, raw: share, meta: meta.clone() }).map_err(|_| anyhow::anyhow!("a timely worker stopped"))?;
+        }
+        self.epoch += 1;
+        self.stats.epochs_sent.store(self.epoch, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Every epoch up to `ack.through` is durable in every sink: commit source positions, with
+    /// the offset to re-read from after a restart (the first record that may still sit in a
+    /// window that is not final).
+    fn on_durable(&mut self, ack: Durable) -> Result<()> {
+        for (epoch, partition, max) in &ack.partition_max {
+            if let Some(state) = self.partitions.get_mut(*partition as usize) {
+                if let Some(entry) = state.retained.iter_mut().find(|(e, _, _)| e == epoch) {
+                    entry.2 = Some(entry.2.map_or(*max, |m| m.max(*max)));
+                }
+            }
+        }
+        let horizon = self.horizon_ms;
+        let mut commits: BTreeMap<usize, Vec<PartitionCommit>> = BTreeMap::new();
+        for state in &mut self.partitions {
+            let mut next_offset = None;
+            while let Some((epoch, next)) = state.epoch_ends.front().copied() {
+                if epoch > ack.through {
+                    break;
+                }
+                next_offset = Some(next);
+                state.epoch_ends.pop_front();
+            }
+            for (epoch, _, max) in &state.retained {
+                if *epoch <= ack.through {
+                    state.durable_max = state.durable_max.max(*max);
+                }
+            }
+            while let Some((epoch, _, max)) = state.retained.front() {
+                let in_final_windows = max.is_none_or(|m| window_is_final(window_start(m, horizon), horizon, ack.watermark));
+                if *epoch > ack.through || !in_final_windows {
+                    break;
+                }
+                state.retained.pop_front();
+            }
+            let Some(next_offset) = next_offset else { continue };
+            let restart_offset = state.retained.front().filter(|(e, _, _)| *e <= ack.through).map_or(next_offset, |(_, first, _)| *first);
+            commits.entry(state.source).or_default().push(PartitionCommit { partition: state.local, next_offset, restart_offset, max_event_time: state.durable_max });
+        }
+        for (source, commits) in commits {
+            tracing::debug!(source = %self.spec.sources[source].name, through = ack.through, ?commits, "committing source positions");
+            self.sources[source].commit(&commits).with_context(|| format!("committing source {}", self.spec.sources[source].name))?;
+        }
+        self.durable_through = Some(ack.through);
+        Ok(())
+    }
+}
+
+struct Coordinator {
+    job: String,
+    workers: usize,
+    postgres: Option<PostgresSink>,
+    parquet: Option<ParquetSink>,
+    dead_letters: Box<dyn DeadLetterSink>,
+    stats: Arc<Stats>,
+    sent_at: Arc<Mutex<BTreeMap<u64, (Instant, serde_json::Value)>>>,
+    replay_until: Arc<Mutex<BTreeMap<u32, (u64, String)>>>,
+    handle: tokio::runtime::Handle,
+}
+
+impl Coordinator {
+    fn run(mut self, events: Receiver<EngineEvent>, acks: Sender<Durable>) -> Result<()> {
+        let mut frontiers: Vec<Option<Option<u64>>> = vec![None; self.workers];
+        let mut pending: BTreeMap<u64, Vec<EpochReport>> = BTreeMap::new();
+        let mut applied_through: Option<u64> = None;
+        let mut watermark: Option<EventTime> = None;
+        for event in events.iter() {
+            match event {
+                EngineEvent::Epoch(report) => pending.entry(report.epoch).or_default().push(report),
+                EngineEvent::Frontier { worker, frontier } => frontiers[worker] = Some(frontier),
+            }
+            if frontiers.iter().any(|f| f.is_none()) {
+                continue;
+            }
+            // Epochs before every worker's frontier are complete; once all workers are done,
+            // every epoch the driver sent is.
+            let all_done = frontiers.iter().all(|f| matches!(f, Some(None)));
+            let complete = if all_done {
+                self.stats.epochs_sent.load(Ordering::Relaxed)
+            } else {
+                frontiers.iter().filter_map(|f| f.flatten()).min().unwrap_or(0)
+            };
+            match complete.checked_sub(1) {
+                Some(through) if applied_through.is_none_or(|a| a < through) => {
+                    let later = pending.split_off(&(through + 1));
+                    let reports: Vec<EpochReport> = std::mem::replace(&mut pending, later).into_values().flatten().collect();
+                    for w in reports.iter().filter_map(|r| r.watermark) {
+                        watermark = Some(watermark.map_or(w, |x| x.max(w)));
+                    }
+                    let partition_max = reports.iter().flat_map(|r| r.partition_max.iter().map(|(p, t)| (r.epoch, *p, *t))).collect();
+                    self.apply(through, watermark, reports)?;
+                    applied_through = Some(through);
+                    if let Some(w) = watermark {
+                        self.stats.watermark.store(w, Ordering::Relaxed);
+                    }
+                    let _ = acks.send(Durable { through, watermark, partition_max });
+                }
+                _ => {}
+            }
+            if all_done {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes epochs up to `through` durable in every sink.
+    fn apply(&mut self, through: u64, watermark: Option<EventTime>, reports: Vec<EpochReport>) -> Result<()> {
+        let mut changes: Vec<TableChanges> = Vec::new();
+        let mut finals: Vec<FinalWindow> = Vec::new();
+        let mut dead: Vec<DeadLetterRecord> = Vec::new();
+        let names = self.replay_until.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.clone();
+        let mut reports = reports;
+        reports.sort_by_key(|r| (r.epoch, r.worker));
+        for report in reports {
+            self.stats.decoded.fetch_add(report.decoded, Ordering::Relaxed);
+            for v in report.views {
+                self.stats.rows_upserted.fetch_add(v.upserts.num_rows() as u64, Ordering::Relaxed);
+                self.stats.rows_deleted.fetch_add(v.deletes.num_rows() as u64, Ordering::Relaxed);
+                changes.push(TableChanges { table: v.view.to_string(), key_columns: v.key_columns.iter().map(|k| k.to_string()).collect(), upserts: v.upserts, deletes: v.deletes });
+            }
+            for f in report.finals {
+                finals.push(FinalWindow { view: f.view.to_string(), window_start_ms: f.window_start, rows: f.rows });
+            }
+            for d in report.dead_letters {
+                let (replay_until, name) = names.get(&d.origin.partition).cloned().unwrap_or_default();
+                if d.origin.offset < replay_until {
+                    // Re-read after a restart only to rebuild state: already dead-lettered before.
+                    continue;
+                }
+                if d.kind == "late" {
+                    self.stats.late.fetch_add(1, Ordering::Relaxed);
+                }
+                dead.push(DeadLetterRecord::new(&d.kind, &d.reason, &name, d.origin.offset, &d.payload));
+            }
+        }
+        let stats = Arc::clone(&self.stats);
+        let positions = self.sent_at.lock().ok().and_then(|s| s.range(..=through).next_back().map(|(_, (_, p))| p.clone())).unwrap_or_default();
+        let frontier = Frontier { job: self.job.clone(), epoch: through, watermark_ms: watermark, positions };
+        if !dead.is_empty() {
+            self.dead_letters.write(&dead).context("writing dead letters")?;
+            self.stats.dead_letters.fetch_add(dead.len() as u64, Ordering::Relaxed);
+        }
+        self.handle.block_on(async {
+            if let Some(pg) = &self.postgres {
+                pg.apply_with_retry(&frontier, &changes, |attempt, error| {
+                    stats.sink_retries.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(sink = "postgres", attempt, %error, "postgres unavailable; ingestion paused, retrying");
+                })
+                .await
+                .context("postgres sink")?;
+            }
+            if let Some(pq) = &self.parquet {
+                for window in &finals {
+                    let key = pq
+                        .write(window, |attempt, error| {
+                            stats.sink_retries.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(sink = "parquet", attempt, %error, "object store unavailable; retrying");
+                        })
+                        .await
+                        .context("parquet sink")?;
+                    tracing::debug!(view = %window.view, key, "final window written");
+                    stats.windows_written.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Ok::<_, anyhow::Error>(())
+        })?;
+        self.stats.epochs_durable.store(through + 1, Ordering::Relaxed);
+        if let Ok(mut sent) = self.sent_at.lock() {
+            let now = Instant::now();
+            let mut fresh = self.stats.freshness_ms.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+            let keep = sent.split_off(&(through + 1));
+            for (_, (at, _)) in std::mem::replace(&mut *sent, keep) {
+                fresh.push(now.duration_since(at).as_secs_f64() * 1000.0);
+            }
+        }
+        Ok(())
+    }
+}
