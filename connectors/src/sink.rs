@@ -32,7 +32,8 @@ pub struct Frontier {
     pub job: String,
     /// The engine's epoch counter (restarts from 0 after a process restart).
     pub epoch: u64,
-    /// The event-time watermark after this frontier (ms), if any partition has data.
+    /// The event-time watermark after this frontier (ms), if any partition has data;
+    /// `i64::MAX` once every input has ended (every window is final).
     pub watermark_ms: Option<i64>,
     /// Source positions at this frontier, as JSON (`{"<partition name>": next_offset, ...}`).
     pub positions: serde_json::Value,

@@ -66,7 +66,7 @@ pub struct Progress {
 }
 
 /// An `ob_progress` row: epoch, watermark, positions (as text), updated_at.
-type ProgressRow = (i64, Option<DateTime<Utc>>, String, DateTime<Utc>);
+type ProgressRow = (i64, Option<DateTime<Utc>>, Option<bool>, String, DateTime<Utc>);
 
 /// Writes view changes to Postgres, one transaction per frontier.
 ///
@@ -216,7 +216,8 @@ impl PostgresSink {
     /// from where the sources must resume.
     pub async fn progress(&self, job: &str) -> Result<Option<Progress>, PostgresError> {
         let sql = format!(
-            "SELECT epoch, watermark, positions::text, updated_at FROM {} WHERE job = $1 AND sink = $2",
+            "SELECT epoch, CASE WHEN isfinite(watermark) THEN watermark END, watermark = 'infinity'::timestamptz, \
+             positions::text, updated_at FROM {} WHERE job = $1 AND sink = $2",
             qualified(&self.schema, "ob_progress")
         );
         let row: Option<ProgressRow> = sqlx::query_as(AssertSqlSafe(sql))
@@ -229,7 +230,7 @@ impl PostgresSink {
                 table: "ob_progress".to_owned(),
                 source,
             })?;
-        let Some((epoch, watermark, positions, updated_at)) = row else {
+        let Some((epoch, watermark, ended, positions, updated_at)) = row else {
             return Ok(None);
         };
         let bad = |reason: String| PostgresError::BadProgress {
@@ -240,7 +241,7 @@ impl PostgresSink {
             frontier: Frontier {
                 job: job.to_owned(),
                 epoch: u64::try_from(epoch).map_err(|_| bad(format!("negative epoch {epoch}")))?,
-                watermark_ms: watermark.map(|w| w.timestamp_millis()),
+                watermark_ms: if ended == Some(true) { Some(i64::MAX) } else { watermark.map(|w| w.timestamp_millis()) },
                 positions: serde_json::from_str(&positions)
                     .map_err(|e| bad(format!("positions: {e}")))?,
             },
@@ -367,8 +368,11 @@ impl PostgresSink {
         let epoch = i64::try_from(frontier.epoch).map_err(|_| {
             out_of_range("epoch", format!("{} does not fit a bigint", frontier.epoch))
         })?;
+        // The end of a bounded input (every window final) is stored as 'infinity'.
+        let ended = frontier.watermark_ms == Some(i64::MAX);
         let watermark = frontier
             .watermark_ms
+            .filter(|_| !ended)
             .map(|ms| {
                 DateTime::<Utc>::from_timestamp_millis(ms).ok_or_else(|| {
                     out_of_range("watermark", format!("{ms} ms is not a representable time"))
@@ -377,7 +381,7 @@ impl PostgresSink {
             .transpose()?;
         let sql = format!(
             "INSERT INTO {} (job, sink, epoch, watermark, positions, updated_at) \
-             VALUES ($1, $2, $3, $4, $5::jsonb, now()) \
+             VALUES ($1, $2, $3, CASE WHEN $6 THEN 'infinity'::timestamptz ELSE $4 END, $5::jsonb, now()) \
              ON CONFLICT (job, sink) DO UPDATE SET epoch = EXCLUDED.epoch, watermark = EXCLUDED.watermark, \
              positions = EXCLUDED.positions, updated_at = EXCLUDED.updated_at",
             qualified(&self.schema, "ob_progress")
@@ -388,6 +392,7 @@ impl PostgresSink {
             .bind(epoch)
             .bind(watermark)
             .bind(frontier.positions.to_string())
+            .bind(ended)
             .execute(&mut *conn)
             .await
             .map_err(|source| PostgresError::Statement {

@@ -501,6 +501,16 @@ async fn progress_row_is_written_with_the_frontier() {
     sink.apply(&f2, &[]).await.unwrap();
     assert_eq!(sink.progress(JOB).await.unwrap().unwrap().frontier, f2);
 
+    // The end of a bounded input (watermark +infinity) is stored as 'infinity' and read back.
+    let f3 = Frontier { watermark_ms: Some(i64::MAX), ..frontier(3) };
+    sink.apply(&f3, &[]).await.unwrap();
+    assert_eq!(sink.progress(JOB).await.unwrap().unwrap().frontier, f3);
+    let infinite: bool = sqlx::query_scalar("SELECT watermark = 'infinity'::timestamptz FROM ob_progress")
+        .fetch_one(sink.pool())
+        .await
+        .unwrap();
+    assert!(infinite);
+
     let (sink_name, rows): (String, i64) =
         sqlx::query_as("SELECT min(sink), count(*) FROM ob_progress")
             .fetch_one(sink.pool())
