@@ -137,6 +137,10 @@ impl PostgresError {
     /// certificate problem would loop forever.
     pub fn is_transient(&self) -> bool {
         match self {
+            // A connection cut during its start-up (the TLS negotiation sees a closed socket as a
+            // bad SSLRequest answer) is an outage, not a protocol bug: wait and reconnect.
+            PostgresError::Connect { source: sqlx::Error::Protocol(_), .. }
+            | PostgresError::Statement { action: "begin", source: sqlx::Error::Protocol(_), .. } => true,
             PostgresError::Connect { source, .. } | PostgresError::Statement { source, .. } => {
                 is_transient_sqlx(source)
             }
