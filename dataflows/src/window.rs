@@ -48,7 +48,9 @@ pub trait WindowedView: Clone + 'static {
     fn key(&self, input: &Self::Input) -> Self::Key;
     fn new_state(&self) -> Self::State;
     fn fold(&self, state: &mut Self::State, input: Self::Input);
-    fn row(&self, window_start: EventTime, key: &Self::Key, state: &Self::State) -> Self::Row;
+    /// The row of a `(window, key)` state; `None` while the state holds nothing to report (a
+    /// row is retracted if its state goes back to nothing).
+    fn row(&self, window_start: EventTime, key: &Self::Key, state: &Self::State) -> Option<Self::Row>;
 }
 
 /// What [`windowed`] emits.
@@ -154,12 +156,14 @@ pub fn windowed<'scope, V: WindowedView>(
                     let Some(entry) = windows.get_mut(&start).and_then(|w| w.get_mut(&key)) else { continue };
                     entry.touched = false;
                     let row = view.row(start, &key, &entry.state);
-                    if entry.emitted.as_ref() != Some(&row) {
+                    if entry.emitted != row {
                         if let Some(old) = entry.emitted.take() {
                             session.give(WindowEvent::Change(old, -1));
                         }
-                        session.give(WindowEvent::Change(row.clone(), 1));
-                        entry.emitted = Some(row);
+                        if let Some(new) = &row {
+                            session.give(WindowEvent::Change(new.clone(), 1));
+                        }
+                        entry.emitted = row;
                     }
                 }
                 if let Some(wm) = new_watermark {

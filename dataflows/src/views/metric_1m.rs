@@ -14,6 +14,8 @@
 //! - **Sum** is accumulated exactly in fixed point ([`ExactSum`], resolution 2^-40, range
 //!   ±1.5e26) so that it does not depend on the order records arrive in: float addition is not
 //!   associative, and a view must give the same bits for the same input.
+//! - **Rows** exist once a (window, series) has at least one observation: a histogram point with
+//!   count 0 adds nothing, so no row has undefined statistics (no NaN quantiles).
 //! - **State**: one running aggregate per live (window, key); a window leaves memory when final.
 
 use std::sync::Arc;
@@ -199,8 +201,9 @@ impl WindowedView for Metric1m {
     fn fold(&self, state: &mut Accumulator, input: MetricPoint) {
         state.add(&input.value);
     }
-    fn row(&self, window_start: EventTime, key: &SeriesKey, state: &Accumulator) -> Metric1mRow {
-        Metric1mRow::from_accumulator(window_start, key, state)
+    fn row(&self, window_start: EventTime, key: &SeriesKey, state: &Accumulator) -> Option<Metric1mRow> {
+        // A series that only reported empty histograms has no statistics to show.
+        (state.count > 0).then(|| Metric1mRow::from_accumulator(window_start, key, state))
     }
 }
 
@@ -394,6 +397,19 @@ mod tests {
         assert_eq!(rows[&T0], vec![states[5][&first].clone()]);
         // The final of [T0, T0+1m) came at epoch 3, when the watermark passed its end.
         assert!(reports.iter().any(|r| r.epoch == 3 && r.finals.iter().any(|f| f.window_start == T0)));
+    }
+
+    #[test]
+    fn empty_histograms_make_no_row() {
+        let mut acc = Accumulator::default();
+        acc.add(&Observation::Distribution { count: 0, sum: 0.0, min: None, max: None, buckets: vec![] });
+        let view = Metric1m::default();
+        let key = ("t".to_string(), "r".to_string(), "m".to_string(), String::new());
+        assert_eq!(view.row(T0, &key, &acc), None);
+        acc.add(&Observation::Distribution { count: 2, sum: 3.0, min: Some(1.0), max: Some(2.0), buckets: vec![(1.0, 1), (2.0, 1)] });
+        let row = view.row(T0, &key, &acc).expect("row");
+        assert_eq!((row.count, row.sum.0, row.min.0, row.max.0, row.avg.0), (2, 3.0, 1.0, 2.0, 1.5));
+        assert!((row.p99.0 - 2.0).abs() <= 0.02);
     }
 
     #[test]
