@@ -12,6 +12,7 @@
 //! - [`postgres`]: the Postgres sink (migrations, one transaction per frontier, retries).
 //! - [`parquet`]: Parquet on object storage (`file://`, plain paths, `s3://`).
 //! - [`dead_letter`]: the dead-letter record and the trait its destinations implement.
+//! - [`retry`]: the backoff every sink retries transient failures with.
 //!
 //! Connectors know nothing of timely or of the views they carry: a source yields
 //! [`RawRecord`](source::RawRecord)s, a sink is handed Arrow batches with table names and keys.
@@ -22,5 +23,6 @@ pub mod generator;
 pub mod kafka;
 pub mod parquet;
 pub mod postgres;
+pub mod retry;
 pub mod sink;
 pub mod source;

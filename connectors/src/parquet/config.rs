@@ -2,7 +2,8 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+
+use crate::retry::RetryConfig;
 
 use object_store::ObjectStore;
 use object_store::aws::AmazonS3Builder;
@@ -21,7 +22,7 @@ use super::ParquetError;
 /// region: us-east-1
 /// access_key_id: test
 /// secret_access_key: test
-/// retry: { initial_backoff: 100ms, max_backoff: 30s }
+/// retry: { initial_backoff: 200ms, max_backoff: 10s }
 /// ```
 ///
 /// [`ObjectStoreConfig::validate`] checks every rule without touching the network or the disk;
@@ -56,50 +57,19 @@ pub struct ObjectStoreConfig {
     pub allow_http: Option<bool>,
     /// How failed puts are retried. Transient failures (network, 5xx, throttling) are retried
     /// for as long as it takes, with exponential backoff; permanent ones fail the write.
-    #[serde(default = "default_retry")]
+    #[serde(default)]
     pub retry: RetryConfig,
 }
 
-/// Backoff between retried puts: `initial_backoff`, doubling on every failure up to `max_backoff`.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RetryConfig {
-    /// Wait before the first retry, as a humantime string (`100ms`, `2s`). Default `100ms`.
-    #[serde(default = "default_initial_backoff", with = "humantime_serde")]
-    pub initial_backoff: Duration,
-    /// Longest wait between two retries, as a humantime string (`30s`, `1m`). Default `30s`.
-    #[serde(default = "default_max_backoff", with = "humantime_serde")]
-    pub max_backoff: Duration,
-}
 
 fn default_url() -> String {
     "./data".to_string()
-}
-
-fn default_retry() -> RetryConfig {
-    RetryConfig::default()
-}
-
-fn default_initial_backoff() -> Duration {
-    Duration::from_millis(100)
-}
-
-fn default_max_backoff() -> Duration {
-    Duration::from_secs(30)
 }
 
 /// How many times `object_store` itself retries one request before the sink's own loop (which
 /// never gives up on transient errors) sees the failure, calls `on_retry` and backs off.
 const STORE_MAX_RETRIES: usize = 3;
 
-impl Default for RetryConfig {
-    fn default() -> Self {
-        RetryConfig {
-            initial_backoff: default_initial_backoff(),
-            max_backoff: default_max_backoff(),
-        }
-    }
-}
 
 impl Default for ObjectStoreConfig {
     fn default() -> Self {
@@ -110,7 +80,7 @@ impl Default for ObjectStoreConfig {
             access_key_id: None,
             secret_access_key: None,
             allow_http: None,
-            retry: default_retry(),
+            retry: RetryConfig::default(),
         }
     }
 }
@@ -220,20 +190,8 @@ impl ObjectStoreConfig {
             }
             (None, None) => {}
         }
-        if self.retry.initial_backoff.is_zero() {
-            return Err(config_error(
-                "retry.initial_backoff",
-                "must be greater than zero".to_string(),
-            ));
-        }
-        if self.retry.max_backoff < self.retry.initial_backoff {
-            return Err(config_error(
-                "retry.max_backoff",
-                format!(
-                    "{:?} is shorter than retry.initial_backoff {:?}",
-                    self.retry.max_backoff, self.retry.initial_backoff
-                ),
-            ));
+        if let Some((field, reason)) = self.retry.problem() {
+            return Err(config_error(field, reason));
         }
         Ok(())
     }

@@ -36,6 +36,7 @@ mod sink;
 #[cfg(test)]
 mod tests;
 
-pub use config::{ObjectStoreConfig, RetryConfig};
+pub use crate::retry::RetryConfig;
+pub use config::ObjectStoreConfig;
 pub use error::ParquetError;
 pub use sink::{ParquetSink, read_parquet};

@@ -2,7 +2,6 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
 
 use ::parquet::arrow::ArrowWriter;
 use ::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -138,7 +137,7 @@ impl ParquetSink {
                     );
                     on_retry(attempt, &err);
                     tokio::time::sleep(backoff).await;
-                    backoff = next_backoff(backoff, self.retry.max_backoff);
+                    backoff = self.retry.next(backoff);
                 }
             }
         }
@@ -258,6 +257,3 @@ fn encode_blocking(rows: &RecordBatch) -> Result<Bytes, ::parquet::errors::Parqu
     Ok(Bytes::from(writer.into_inner()?))
 }
 
-fn next_backoff(current: Duration, max: Duration) -> Duration {
-    current.saturating_mul(2).min(max)
-}

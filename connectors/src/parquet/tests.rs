@@ -906,7 +906,7 @@ fn config_deserializes_with_defaults_and_refuses_unknown_fields() {
     let cfg: ObjectStoreConfig =
         serde_json::from_value(serde_json::json!({ "retry": { "max_backoff": "2s" } }))
             .expect("partial retry");
-    assert_eq!(cfg.retry.initial_backoff, Duration::from_millis(100));
+    assert_eq!(cfg.retry.initial_backoff, Duration::from_millis(200));
     assert_eq!(cfg.retry.max_backoff, Duration::from_secs(2));
 
     for bad in [

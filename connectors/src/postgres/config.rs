@@ -2,6 +2,8 @@
 //! any connection is opened.
 
 use std::fmt;
+
+use crate::retry::RetryConfig;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -45,7 +47,7 @@ pub struct PostgresConfig {
     pub connect_timeout: Duration,
     /// Backoff between attempts when the server is unreachable or a transaction fails for a
     /// transient reason.
-    #[serde(default = "default_retry")]
+    #[serde(default)]
     pub retry: RetryConfig,
     /// Maintain `dim_tenant` and `dim_resource` from upserted rows that have a `tenant` and a
     /// `resource` (URN) column. Default true.
@@ -85,18 +87,6 @@ pub enum TlsMode {
     VerifyFull,
 }
 
-/// Exponential backoff between attempts of [`apply_with_retry`](super::PostgresSink::apply_with_retry).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RetryConfig {
-    /// Wait after the first failed attempt, as a duration (`"200ms"`). Doubles after every
-    /// further failure. Default 200ms.
-    #[serde(default = "default_initial_backoff", with = "humantime_serde")]
-    pub initial_backoff: Duration,
-    /// Longest wait between two attempts (`"10s"`). Default 10s.
-    #[serde(default = "default_max_backoff", with = "humantime_serde")]
-    pub max_backoff: Duration,
-}
 
 fn default_schema() -> String {
     "public".to_owned()
@@ -121,20 +111,8 @@ fn default_connect_timeout() -> Duration {
     Duration::from_secs(10)
 }
 
-fn default_retry() -> RetryConfig {
-    RetryConfig {
-        initial_backoff: default_initial_backoff(),
-        max_backoff: default_max_backoff(),
-    }
-}
 
-fn default_initial_backoff() -> Duration {
-    Duration::from_millis(200)
-}
 
-fn default_max_backoff() -> Duration {
-    Duration::from_secs(10)
-}
 
 fn default_dimensions() -> bool {
     true
@@ -162,7 +140,7 @@ impl PostgresConfig {
             tls: default_tls(),
             max_connections: default_max_connections(),
             connect_timeout: default_connect_timeout(),
-            retry: default_retry(),
+            retry: RetryConfig::default(),
             dimensions: default_dimensions(),
         }
     }
@@ -229,20 +207,8 @@ impl PostgresConfig {
                 "must be greater than zero".to_owned(),
             ));
         }
-        if self.retry.initial_backoff.is_zero() {
-            return Err(invalid(
-                "retry.initial_backoff",
-                "must be greater than zero".to_owned(),
-            ));
-        }
-        if self.retry.max_backoff < self.retry.initial_backoff {
-            return Err(invalid(
-                "retry.max_backoff",
-                format!(
-                    "({:?}) is shorter than retry.initial_backoff ({:?})",
-                    self.retry.max_backoff, self.retry.initial_backoff
-                ),
-            ));
+        if let Some((field, reason)) = self.retry.problem() {
+            return Err(invalid(field, reason));
         }
         Ok(())
     }
@@ -546,7 +512,7 @@ mod tests {
         let cfg = PostgresConfig {
             retry: RetryConfig {
                 initial_backoff: Duration::ZERO,
-                ..default_retry()
+                ..RetryConfig::default()
             },
             ..ok()
         };

@@ -38,7 +38,7 @@ mod tests;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use sqlx::AssertSqlSafe;
@@ -47,7 +47,8 @@ use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
 
 use crate::sink::{Frontier, TableChanges};
 use columns::{TableColumns, qualified, quote_ident};
-pub use config::{PostgresConfig, RetryConfig, TlsConfig, TlsMode};
+pub use crate::retry::RetryConfig;
+pub use config::{PostgresConfig, TlsConfig, TlsMode};
 pub use error::PostgresError;
 
 /// The migrations in `schemas/migrations`, embedded at compile time.
@@ -202,7 +203,7 @@ impl PostgresSink {
                         "postgres apply failed; retrying"
                     );
                     tokio::time::sleep(backoff).await;
-                    backoff = next_backoff(backoff, &self.retry);
+                    backoff = self.retry.next(backoff);
                 }
                 Err(error) => {
                     tracing::error!(job = %frontier.job, epoch = frontier.epoch, %error, "postgres apply failed permanently");
@@ -453,6 +454,3 @@ impl std::fmt::Debug for PostgresSink {
     }
 }
 
-fn next_backoff(current: Duration, retry: &RetryConfig) -> Duration {
-    current.saturating_mul(2).min(retry.max_backoff)
-}
