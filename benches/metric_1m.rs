@@ -19,6 +19,10 @@ use observebridge_dataflows::views::metric_1m::Metric1m;
 
 const MESSAGES_PER_EPOCH: usize = 2_000;
 
+/// The binary's allocator, so the figures are the binary's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn config() -> EngineConfig {
     EngineConfig { lateness_ms: 120_000, decode: DecodeConfig::default(), metric_1m: Some(Metric1m::default()) }
 }

@@ -14,6 +14,7 @@
 //! epoch, never on how records are spread over workers or batched inside an epoch: records are
 //! exchanged by [`WindowedView::route`], so each `(window, key)` lives on exactly one worker.
 
+use std::collections::hash_map::Entry as Slot;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
 
@@ -23,6 +24,7 @@ use timely::dataflow::operators::generic::operator::Operator;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::StreamVec;
 use timely::ExchangeData;
+use xxhash_rust::xxh3::Xxh3DefaultBuilder;
 
 use crate::record::{DeadLetter, EventTime, Origin};
 use crate::time::{window_is_final, window_start};
@@ -35,6 +37,8 @@ use crate::time::{window_is_final, window_start};
 pub trait WindowedView: Clone + 'static {
     type Input: ExchangeData + Serialize;
     type Key: Hash + Eq + Clone + 'static;
+    /// What of a record is folded into the state once its key is taken out.
+    type Part;
     type State: 'static;
     type Row: ExchangeData + Ord + Clone + std::fmt::Debug;
 
@@ -44,10 +48,11 @@ pub trait WindowedView: Clone + 'static {
     fn origin(&self, input: &Self::Input) -> Origin;
     /// Hash of the record's key: decides the worker.
     fn route(&self, input: &Self::Input) -> u64;
-    /// Consumes the record: its key and the part to fold into the state.
-    fn key(&self, input: &Self::Input) -> Self::Key;
+    /// Consumes the record: its key and the part to fold into the state. Called once per record
+    /// on the hot path, so it moves, never clones.
+    fn split(&self, input: Self::Input) -> (Self::Key, Self::Part);
     fn new_state(&self) -> Self::State;
-    fn fold(&self, state: &mut Self::State, input: Self::Input);
+    fn fold(&self, state: &mut Self::State, part: Self::Part);
     /// The row of a `(window, key)` state; `None` while the state holds nothing to report (a
     /// row is retracted if its state goes back to nothing).
     fn row(&self, window_start: EventTime, key: &Self::Key, state: &Self::State) -> Option<Self::Row>;
@@ -90,7 +95,7 @@ pub fn windowed<'scope, V: WindowedView>(
     let route = move |r: &V::Input| router.route(r);
     records.binary_frontier(watermarks, Exchange::new(route), Pipeline, name, move |_cap, _info| {
         let mut pending: BTreeMap<u64, Pending<V::Input>> = BTreeMap::new();
-        let mut windows: BTreeMap<EventTime, HashMap<V::Key, Entry<V::State, V::Row>>> = BTreeMap::new();
+        let mut windows: BTreeMap<EventTime, HashMap<V::Key, Entry<V::State, V::Row>, Xxh3DefaultBuilder>> = BTreeMap::new();
         let mut watermark: Option<EventTime> = None;
         let mut live: u64 = 0;
         let size = view.window_ms();
@@ -137,20 +142,22 @@ pub fn windowed<'scope, V: WindowedView>(
                         }));
                         continue;
                     }
-                    let key = view.key(&record);
-                    let keyed = windows.entry(start).or_default();
-                    let entry = match keyed.get_mut(&key) {
-                        Some(entry) => entry,
-                        None => {
+                    let (key, part) = view.split(record);
+                    let entry = match windows.entry(start).or_default().entry(key) {
+                        Slot::Occupied(slot) => {
+                            if !slot.get().touched {
+                                touched.push((start, slot.key().clone()));
+                            }
+                            slot.into_mut()
+                        }
+                        Slot::Vacant(slot) => {
                             live += 1;
-                            keyed.entry(key.clone()).or_insert(Entry { state: view.new_state(), emitted: None, touched: false })
+                            touched.push((start, slot.key().clone()));
+                            slot.insert(Entry { state: view.new_state(), emitted: None, touched: false })
                         }
                     };
-                    if !entry.touched {
-                        entry.touched = true;
-                        touched.push((start, key));
-                    }
-                    view.fold(&mut entry.state, record);
+                    entry.touched = true;
+                    view.fold(&mut entry.state, part);
                 }
                 for (start, key) in touched {
                     let Some(entry) = windows.get_mut(&start).and_then(|w| w.get_mut(&key)) else { continue };

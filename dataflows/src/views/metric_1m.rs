@@ -177,6 +177,7 @@ fn series_hash(p: &MetricPoint) -> u64 {
 impl WindowedView for Metric1m {
     type Input = MetricPoint;
     type Key = SeriesKey;
+    type Part = Observation;
     type State = Accumulator;
     type Row = Metric1mRow;
 
@@ -192,14 +193,14 @@ impl WindowedView for Metric1m {
     fn route(&self, input: &MetricPoint) -> u64 {
         series_hash(input)
     }
-    fn key(&self, input: &MetricPoint) -> SeriesKey {
-        (input.tenant.clone(), input.resource.clone(), input.metric.clone(), input.series.clone())
+    fn split(&self, input: MetricPoint) -> (SeriesKey, Observation) {
+        ((input.tenant, input.resource, input.metric, input.series), input.value)
     }
     fn new_state(&self) -> Accumulator {
         Accumulator::default()
     }
-    fn fold(&self, state: &mut Accumulator, input: MetricPoint) {
-        state.add(&input.value);
+    fn fold(&self, state: &mut Accumulator, value: Observation) {
+        state.add(&value);
     }
     fn row(&self, window_start: EventTime, key: &SeriesKey, state: &Accumulator) -> Option<Metric1mRow> {
         // A series that only reported empty histograms has no statistics to show.
