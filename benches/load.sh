@@ -17,8 +17,9 @@ name: load-bench
 workers: $workers
 lateness: 2m
 epochs:
-  interval: 200ms
-  max_records: 20000
+  interval: 100ms
+  max_records: 2000
+  max_inflight: 2
 sources:
   - name: estate
     generator:
