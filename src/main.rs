@@ -227,8 +227,12 @@ fn load_report(stats: &Stats, elapsed: Duration) -> serde_json::Value {
         "messages_per_second": records as f64 / elapsed.as_secs_f64().max(1e-9),
         "freshness_ms": { "p50": pct(0.50), "p99": pct(0.99), "max": fresh.last() },
         "rows_upserted": stats.rows_upserted.load(Ordering::Relaxed),
+        "rows_deleted": stats.rows_deleted.load(Ordering::Relaxed),
         "windows_written": stats.windows_written.load(Ordering::Relaxed),
+        "epochs_durable": stats.epochs_durable.load(Ordering::Relaxed),
         "dead_letters": stats.dead_letters.load(Ordering::Relaxed),
+        "late_records": stats.late.load(Ordering::Relaxed),
+        "sink_retries": stats.sink_retries.load(Ordering::Relaxed),
         "peak_rss_mib": peak_rss_mib(),
     })
 }

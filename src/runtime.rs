@@ -81,6 +81,18 @@ struct PartitionState {
     durable_max: Option<EventTime>,
 }
 
+/// What the coordinator needs to know of an input partition to write its dead letters: its
+/// name, and the offset below which records are re-read after a restart only to rebuild state
+/// (their dead letters were written before).
+#[derive(Debug)]
+struct PartitionLabel {
+    name: String,
+    replay_until: u64,
+}
+
+/// The partition table the driver fills and the coordinator reads, by engine-wide partition id.
+type PartitionLabels = Arc<Mutex<BTreeMap<u32, PartitionLabel>>>;
+
 /// Message from the driver to a worker.
 enum WorkerMsg {
     Epoch { epoch: u64, raw: Vec<RawMessage>, meta: Vec<MetaEvent> },
@@ -205,17 +217,15 @@ pub fn run(spec: JobSpec, stop: Arc<AtomicBool>, stats: Arc<Stats>) -> Result<Ru
 
     let (ack_tx, ack_rx) = crossbeam_channel::unbounded::<Durable>();
     let sent_at: Arc<Mutex<BTreeMap<u64, (Instant, serde_json::Value)>>> = Arc::default();
+    let labels: PartitionLabels = Arc::default();
     let coordinator = {
         let stats = Arc::clone(&stats);
         let sent_at = Arc::clone(&sent_at);
         let job = spec.name.clone();
         let handle = tokio.handle().clone();
-        let replay_until: Arc<Mutex<BTreeMap<u32, (u64, String)>>> = Arc::default();
-        let coordinator = Coordinator { job, workers, postgres, parquet, dead_letters, stats, sent_at, replay_until, handle };
-        let names = Arc::clone(&coordinator.replay_until);
-        (std::thread::Builder::new().name("coordinator".into()).spawn(move || coordinator.run(event_rx, ack_tx))?, names)
+        let coordinator = Coordinator { job, workers, postgres, parquet, dead_letters, stats, sent_at, partitions: Arc::clone(&labels), handle };
+        std::thread::Builder::new().name("coordinator".into()).spawn(move || coordinator.run(event_rx, ack_tx))?
     };
-    let (coordinator, partition_names) = coordinator;
 
     let mut driver = Driver {
         spec: &spec,
@@ -226,7 +236,8 @@ pub fn run(spec: JobSpec, stop: Arc<AtomicBool>, stats: Arc<Stats>) -> Result<Ru
         worker_txs,
         stats: Arc::clone(&stats),
         sent_at,
-        partition_names,
+        labels,
+        pending_meta: Vec::new(),
         horizon_ms,
         epoch: 0,
         durable_through: None,
@@ -260,7 +271,9 @@ struct Driver<'a> {
     stats: Arc<Stats>,
     sent_at: Arc<Mutex<BTreeMap<u64, (Instant, serde_json::Value)>>>,
     /// Partition names and replay bounds, shared with the coordinator (dead letters name them).
-    partition_names: Arc<Mutex<BTreeMap<u32, (u64, String)>>>,
+    labels: PartitionLabels,
+    /// Registrations of partitions discovered since the last epoch, sent with the next one.
+    pending_meta: Vec<MetaEvent>,
     horizon_ms: i64,
     epoch: u64,
     durable_through: Option<u64>,
@@ -271,7 +284,8 @@ impl Driver<'_> {
         let mut exhausted = vec![false; self.sources.len()];
         // Epoch 0 carries only the partitions known at start (with restored clocks), so that the
         // restored watermark is in place before any replayed record is judged late.
-        let meta = self.discover_partitions();
+        self.discover_partitions();
+        let meta = std::mem::take(&mut self.pending_meta);
         self.send_epoch(Vec::new(), meta)?;
         let mut buffer: Vec<RawRecord> = Vec::new();
         loop {
@@ -323,7 +337,8 @@ impl Driver<'_> {
                 }
             }
             let now = Instant::now();
-            let mut meta = self.discover_partitions();
+            self.discover_partitions();
+            let mut meta = std::mem::take(&mut self.pending_meta);
             for (gid, state) in self.partitions.iter_mut().enumerate() {
                 let gid = gid as u32;
                 if let Some(first) = touched.get(&gid) {
@@ -354,9 +369,9 @@ impl Driver<'_> {
         }
     }
 
-    /// Registers partitions the sources have started reporting; returns their Register events.
-    fn discover_partitions(&mut self) -> Vec<MetaEvent> {
-        let mut meta = Vec::new();
+    /// Registers partitions the sources have started reporting; their Register events wait in
+    /// `pending_meta` for the next epoch.
+    fn discover_partitions(&mut self) {
         for s in 0..self.sources.len() {
             for (local, info) in self.sources[s].partitions().into_iter().enumerate() {
                 if self.by_source.contains_key(&(s, local as u32)) {
@@ -371,8 +386,8 @@ impl Driver<'_> {
                     },
                 };
                 self.by_source.insert((s, local as u32), gid);
-                if let Ok(mut names) = self.partition_names.lock() {
-                    names.insert(gid, (info.replay_until.unwrap_or(0), info.name.clone()));
+                if let Ok(mut labels) = self.labels.lock() {
+                    labels.insert(gid, PartitionLabel { name: info.name.clone(), replay_until: info.replay_until.unwrap_or(0) });
                 }
                 self.partitions.push(PartitionState {
                     source: s,
@@ -387,10 +402,9 @@ impl Driver<'_> {
                     retained: VecDeque::new(),
                     durable_max: info.max_event_time,
                 });
-                meta.push(MetaEvent::Register { partition: gid, max_ts: info.max_event_time });
+                self.pending_meta.push(MetaEvent::Register { partition: gid, max_ts: info.max_event_time });
             }
         }
-        meta
     }
 
     fn partition_id(&mut self, source: usize, local: u32) -> Result<u32> {
@@ -398,7 +412,7 @@ impl Driver<'_> {
             return Ok(*gid);
         }
         // A partition the source did not list yet: pick up the new listing.
-        let _ = self.discover_partitions();
+        self.discover_partitions();
         self.by_source.get(&(source, local)).copied().ok_or_else(|| anyhow::anyhow!("source {} handed out a record of unknown partition {local}", self.spec.sources[source].name))
     }
 
@@ -476,7 +490,7 @@ struct Coordinator {
     dead_letters: Box<dyn DeadLetterSink>,
     stats: Arc<Stats>,
     sent_at: Arc<Mutex<BTreeMap<u64, (Instant, serde_json::Value)>>>,
-    replay_until: Arc<Mutex<BTreeMap<u32, (u64, String)>>>,
+    partitions: PartitionLabels,
     handle: tokio::runtime::Handle,
 }
 
@@ -531,7 +545,6 @@ impl Coordinator {
         let mut changes: Vec<TableChanges> = Vec::new();
         let mut finals: Vec<FinalWindow> = Vec::new();
         let mut dead: Vec<DeadLetterRecord> = Vec::new();
-        let names = self.replay_until.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.clone();
         let mut reports = reports;
         reports.sort_by_key(|r| (r.epoch, r.worker));
         for report in reports {
@@ -544,16 +557,21 @@ impl Coordinator {
             for f in report.finals {
                 finals.push(FinalWindow { view: f.view.to_string(), window_start_ms: f.window_start, rows: f.rows });
             }
+            if report.dead_letters.is_empty() {
+                continue;
+            }
+            let labels = self.partitions.lock().map_err(|_| anyhow::anyhow!("partition table poisoned"))?;
             for d in report.dead_letters {
-                let (replay_until, name) = names.get(&d.origin.partition).cloned().unwrap_or_default();
-                if d.origin.offset < replay_until {
+                let label = labels.get(&d.origin.partition);
+                if d.origin.offset < label.map_or(0, |l| l.replay_until) {
                     // Re-read after a restart only to rebuild state: already dead-lettered before.
                     continue;
                 }
                 if d.kind == "late" {
                     self.stats.late.fetch_add(1, Ordering::Relaxed);
                 }
-                dead.push(DeadLetterRecord::new(&d.kind, &d.reason, &name, d.origin.offset, &d.payload));
+                let name = label.map_or("", |l| l.name.as_str());
+                dead.push(DeadLetterRecord::new(&d.kind, &d.reason, name, d.origin.offset, &d.payload));
             }
         }
         let stats = Arc::clone(&self.stats);
