@@ -55,12 +55,12 @@ fn generator_input() -> Vec<EpochInput> {
             break;
         }
     }
-    let encoding = Encoding { signal: Signal::Metrics, format: WireFormat::OtlpProto };
+    let encoding = Encoding::new(Signal::Metrics, WireFormat::OtlpProto);
     epochs(records.into_iter().map(|r| RawMessage { origin: Origin { partition: 0, offset: r.offset }, encoding, payload: r.payload }).collect())
 }
 
 fn json_lines_input() -> Vec<EpochInput> {
-    let encoding = Encoding { signal: Signal::Metrics, format: WireFormat::JsonLines };
+    let encoding = Encoding::new(Signal::Metrics, WireFormat::JsonLines);
     let t0: i64 = 1_795_564_800_000;
     let mut messages = Vec::new();
     for step in 0..100i64 {

@@ -115,7 +115,7 @@ pub fn run(spec: JobSpec, stop: Arc<AtomicBool>, stats: Arc<Stats>) -> Result<Ru
     let mut encodings: Vec<Option<Encoding>> = Vec::new();
     for source in &spec.sources {
         let encoding = match (source.signal, source.format) {
-            (Some(signal), Some(format)) => Some(Encoding { signal, format }),
+            (Some(signal), Some(format)) => Some(Encoding::new(signal, format)),
             _ => None,
         };
         let built: Box<dyn Source> = if let Some(kafka) = &source.kafka {
@@ -382,7 +382,7 @@ impl Driver<'_> {
                 let encoding = match self.encodings[s] {
                     Some(encoding) => encoding,
                     None => match Generator::partition_signal(local as u32) {
-                        Some(GeneratedSignal::Metrics) | None => Encoding { signal: Signal::Metrics, format: WireFormat::OtlpProto },
+                        Some(GeneratedSignal::Metrics) | None => Encoding::new(Signal::Metrics, WireFormat::OtlpProto),
                     },
                 };
                 self.by_source.insert((s, local as u32), gid);

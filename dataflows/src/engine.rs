@@ -217,6 +217,7 @@ fn decode<'s>(raw: StreamVec<'s, u64, RawMessage>, config: DecodeConfig) -> Stre
                 for msg in data.drain(..) {
                     match msg.encoding.signal {
                         Signal::Metrics => decode_metrics(&msg, &config, &mut points, &mut errors),
+                        Signal::Spans | Signal::Logs => errors.push(crate::decode::DecodeError::JsonLine("not wired yet".into())),
                     }
                     count += points.len() as u64;
                     for point in points.drain(..) {

@@ -26,6 +26,8 @@ pub struct Origin {
 #[serde(rename_all = "snake_case")]
 pub enum Signal {
     Metrics,
+    Spans,
+    Logs,
 }
 
 /// How the bytes of a message are laid out.
@@ -38,6 +40,11 @@ pub enum WireFormat {
     OtlpJson,
     /// One JSON object per message (a line of a JSON-lines file or one Kafka message).
     JsonLines,
+    /// One plain text line per message (logs only), read with the source's [`TextProfile`]
+    /// (`Encoding::profile` indexes `DecodeConfig::text_profiles`).
+    ///
+    /// [`TextProfile`]: crate::decode::TextProfile
+    Text,
 }
 
 /// Signal and wire format together: what a decoder needs to know about a message.
@@ -45,6 +52,16 @@ pub enum WireFormat {
 pub struct Encoding {
     pub signal: Signal,
     pub format: WireFormat,
+    /// For [`WireFormat::Text`]: the index of the source's text profile in
+    /// `DecodeConfig::text_profiles`; 0 otherwise.
+    pub profile: u16,
+}
+
+impl Encoding {
+    /// A binary or JSON encoding (no text profile).
+    pub const fn new(signal: Signal, format: WireFormat) -> Self {
+        Self { signal, format, profile: 0 }
+    }
 }
 
 /// One message from a source, before decoding.
@@ -84,6 +101,95 @@ pub struct MetricPoint {
     pub ts: EventTime,
     pub value: Observation,
     pub origin: Origin,
+}
+
+/// The role of a span in a call (OTLP `SpanKind`).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SpanKind {
+    Unspecified,
+    Internal,
+    Server,
+    Client,
+    Producer,
+    Consumer,
+}
+
+/// Span attributes that name the other side of a call: they name virtual nodes (databases,
+/// queues, external hosts) for unpaired client spans and the caller of root server spans.
+/// Absent and empty attributes are `None`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Peer {
+    /// `peer.service`.
+    pub peer_service: Option<String>,
+    /// `server.address`, else the older `net.peer.name`, else `http.host` / `net.host.name` on client spans.
+    pub server_address: Option<String>,
+    /// `db.system` (`db.system.name` in newer conventions).
+    pub db_system: Option<String>,
+    /// `db.name` (`db.namespace` in newer conventions).
+    pub db_name: Option<String>,
+    /// `messaging.system`.
+    pub messaging_system: Option<String>,
+    /// `messaging.destination.name` (older: `messaging.destination`).
+    pub messaging_destination: Option<String>,
+    /// `client.address` (older: `net.sock.peer.addr`, `net.peer.ip`), on server spans.
+    pub client_address: Option<String>,
+}
+
+impl Peer {
+    pub fn is_empty(&self) -> bool {
+        *self == Peer::default()
+    }
+}
+
+/// A decoded span: what pairing and the call views need of it, nothing more.
+#[derive(Clone, Debug, PartialEq, PartialOrd, Serialize, Deserialize)]
+pub struct Span {
+    pub tenant: String,
+    /// The service's resource URN (`urn:k8s:svc:<ns>/<name>`), or the resource's URN when it
+    /// names no service.
+    pub service: String,
+    pub trace_id: [u8; 16],
+    pub span_id: [u8; 8],
+    /// `None` for a root span (absent or all-zero parent id).
+    pub parent_span_id: Option<[u8; 8]>,
+    pub kind: SpanKind,
+    /// Event time: the span's end, in ms (spans are exported when they end).
+    pub ts: EventTime,
+    /// `end - start` in ms (fractional), never negative.
+    pub duration_ms: f64,
+    /// Status ERROR, or an HTTP 5xx / gRPC error status attribute.
+    pub error: bool,
+    /// Sampling multiplier (the adjusted count): how many real spans this one stands for (>= 1).
+    pub weight: f64,
+    /// Peer attributes; `None` when the span has none (the common case for paired spans).
+    pub peer: Option<Box<Peer>>,
+    pub origin: Origin,
+}
+
+/// A decoded log record.
+#[derive(Clone, Debug, PartialEq, PartialOrd, Serialize, Deserialize)]
+pub struct LogRecord {
+    pub tenant: String,
+    /// Resource URN of the emitting service (or host).
+    pub resource: String,
+    /// Event time in ms.
+    pub ts: EventTime,
+    /// OTLP severity number (1-24; 0 = unspecified). ERROR and worse (>= 17) counts as an error.
+    pub severity: u8,
+    /// The log line / body as text.
+    pub message: String,
+    pub trace_id: Option<[u8; 16]>,
+    pub origin: Origin,
+}
+
+impl LogRecord {
+    /// OTLP `SEVERITY_NUMBER_ERROR`: this and above count as errors.
+    pub const ERROR: u8 = 17;
+
+    pub fn is_error(&self) -> bool {
+        self.severity >= Self::ERROR
+    }
 }
 
 /// Why a record could not be used.

@@ -130,6 +130,9 @@ pub fn decode_metrics(
             Ok(point) => out.push(point),
             Err(e) => errors.push(e),
         },
+        WireFormat::Text => errors.push(DecodeError::JsonLine(
+            "plain text is not a metrics format (use otlp_proto, otlp_json or json_lines)".to_owned(),
+        )),
     }
 }
 
@@ -1171,10 +1174,7 @@ mod tests {
     ) -> (Vec<MetricPoint>, Vec<DecodeError>) {
         let msg = RawMessage {
             origin: ORIGIN,
-            encoding: Encoding {
-                signal: Signal::Metrics,
-                format,
-            },
+            encoding: Encoding::new(Signal::Metrics, format),
             payload,
         };
         let (mut points, mut errors) = (Vec::new(), Vec::new());

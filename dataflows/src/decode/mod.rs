@@ -17,7 +17,7 @@
 //!
 //! let msg = RawMessage {
 //!     origin: Origin { partition: 0, offset: 7 },
-//!     encoding: Encoding { signal: Signal::Metrics, format: WireFormat::JsonLines },
+//!     encoding: Encoding::new(Signal::Metrics, WireFormat::JsonLines),
 //!     payload: br#"{"ts":60000,"resource":"checkout","metric":"rps","value":12.5,"labels":{"route":"/pay"}}"#.to_vec(),
 //! };
 //! let (mut points, mut errors) = (Vec::new(), Vec::new());
@@ -27,8 +27,12 @@
 //! assert_eq!(points[0].series, "route=/pay");
 //! ```
 
+pub mod logs;
 pub mod metrics;
+pub mod spans;
 
+pub use logs::{LogDecodeError, decode_logs};
+pub use spans::{SpanDecodeError, decode_spans};
 pub use metrics::{
     DecodeError, MetricProblem, PointProblem, canonical_series, decode_metrics, series_labels_json,
 };
@@ -43,6 +47,36 @@ pub struct DecodeConfig {
     /// Resource attribute that names the tenant (default "tenant.id"); records without it belong to "default".
     #[serde(default = "default_tenant_attribute")]
     pub tenant_attribute: String,
+    /// Span attribute holding a sampling multiplier (the adjusted count, >= 1). The W3C
+    /// `tracestate` OpenTelemetry entry (`ot=th:` threshold, legacy `ot=p:`) is read as well.
+    #[serde(default = "default_sampling_attribute")]
+    pub sampling_attribute: String,
+    /// Plain-text log sources' settings, indexed by `Encoding::profile`. Filled by the runtime
+    /// from each text source's spec, not written in the job's `decode` section.
+    #[serde(skip)]
+    pub text_profiles: Vec<TextProfile>,
+}
+
+fn default_sampling_attribute() -> String {
+    "sampling.adjusted_count".to_owned()
+}
+
+/// How the plain-text lines of one source are read.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TextProfile {
+    /// The service the lines belong to (`urn:k8s:svc:<namespace>/<service>`).
+    pub service: String,
+    /// Its namespace (default `default`).
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// Its tenant (default [`DEFAULT_TENANT`]).
+    #[serde(default)]
+    pub tenant: Option<String>,
+    /// A Loghub-style header format, e.g. `<Date> <Time> <Level> <Component>: <Content>`; absent:
+    /// the whole line is the message.
+    #[serde(default)]
+    pub header: Option<String>,
 }
 
 fn default_tenant_attribute() -> String {
@@ -53,6 +87,8 @@ impl Default for DecodeConfig {
     fn default() -> Self {
         Self {
             tenant_attribute: default_tenant_attribute(),
+            sampling_attribute: default_sampling_attribute(),
+            text_profiles: Vec::new(),
         }
     }
 }

@@ -283,7 +283,7 @@ mod tests {
         let payload = format!(r#"{{"ts":{ts},"resource":"{resource}","metric":"latency","value":{value},"labels":{{"pod":"p1"}}}}"#);
         RawMessage {
             origin: Origin { partition, offset },
-            encoding: Encoding { signal: Signal::Metrics, format: WireFormat::JsonLines },
+            encoding: Encoding::new(Signal::Metrics, WireFormat::JsonLines),
             payload: payload.into_bytes(),
         }
     }
