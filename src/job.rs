@@ -98,6 +98,59 @@ pub struct SourceSpec {
 pub struct ViewsSpec {
     /// Per resource, metric and series: one-minute statistics.
     pub metric_1m: Option<Metric1mSpec>,
+    /// Calls between services from spans, with the live call graph (`call_graph_active`), its
+    /// history (`topo_edge_time`) and the graph questions on it (`blast_radius`).
+    pub service_call_5m: Option<ServiceCallSpec>,
+}
+
+/// Parameters of the span views.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceCallSpec {
+    /// Window size (default 5m).
+    #[serde(default = "default_call_window", with = "humantime_serde")]
+    pub window: Duration,
+    /// How long (event time) a span waits for its partner before an unpaired client span makes
+    /// a virtual edge (default 10s).
+    #[serde(default = "default_pairing_wait", with = "humantime_serde")]
+    pub pairing_wait: Duration,
+    /// Who calls a root server span: `peer` (its `peer.service`, else `user`) or `user` always.
+    #[serde(default)]
+    pub caller: observebridge_dataflows::pairing::CallerNaming,
+    /// An edge is active while it had calls this recently (default 10m).
+    #[serde(default = "default_active", with = "humantime_serde")]
+    pub active: Duration,
+    /// How far `blast_radius` follows paths (default 16 hops).
+    #[serde(default = "default_max_hops")]
+    pub max_hops: u32,
+}
+
+impl Default for ServiceCallSpec {
+    fn default() -> Self {
+        Self {
+            window: default_call_window(),
+            pairing_wait: default_pairing_wait(),
+            caller: Default::default(),
+            active: default_active(),
+            max_hops: default_max_hops(),
+        }
+    }
+}
+
+fn default_call_window() -> Duration {
+    Duration::from_secs(300)
+}
+
+fn default_pairing_wait() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_active() -> Duration {
+    Duration::from_secs(600)
+}
+
+fn default_max_hops() -> u32 {
+    16
 }
 
 /// Parameters of `metric_1m`.
@@ -256,13 +309,28 @@ impl JobSpec {
                 problem(at(field), reason);
             }
         }
-        match &self.views.metric_1m {
-            None => problem("views".into(), "no view selected: add `metric_1m: {}`".into()),
-            Some(m) => {
-                let ms = m.window.as_millis();
-                if ms == 0 || 86_400_000 % ms != 0 {
-                    problem("views.metric_1m.window".into(), "must divide a day evenly (e.g. 1m, 5m, 1h)".into());
-                }
+        if self.views.metric_1m.is_none() && self.views.service_call_5m.is_none() {
+            problem("views".into(), "no view selected: add `metric_1m: {}` or `service_call_5m: {}`".into());
+        }
+        if let Some(m) = &self.views.metric_1m {
+            let ms = m.window.as_millis();
+            if ms == 0 || 86_400_000 % ms != 0 {
+                problem("views.metric_1m.window".into(), "must divide a day evenly (e.g. 1m, 5m, 1h)".into());
+            }
+        }
+        if let Some(c) = &self.views.service_call_5m {
+            let ms = c.window.as_millis();
+            if ms == 0 || 86_400_000 % ms != 0 {
+                problem("views.service_call_5m.window".into(), "must divide a day evenly (e.g. 1m, 5m, 1h)".into());
+            }
+            if c.active.as_millis() < 60_000 || c.active.as_millis() % 60_000 != 0 {
+                problem("views.service_call_5m.active".into(), "must be a whole number of minutes, at least 1m".into());
+            }
+            if c.pairing_wait > c.window {
+                problem("views.service_call_5m.pairing_wait".into(), "must not exceed the window".into());
+            }
+            if c.max_hops == 0 || c.max_hops > 64 {
+                problem("views.service_call_5m.max_hops".into(), "must be between 1 and 64".into());
             }
         }
         if let Some(pg) = &self.sinks.postgres {
@@ -303,6 +371,19 @@ mod tests {
             found.iter().any(|p| p.path == path && p.reason.contains(reason_part)),
             "expected a problem at `{path}` containing `{reason_part}`, got {found:?}"
         );
+    }
+
+    #[test]
+    fn span_views_are_parsed_and_checked() {
+        let yaml = MINIMAL.replace("metric_1m: {}", "service_call_5m: { pairing_wait: 30s, caller: user, active: 15m }");
+        let spec = JobSpec::parse(&yaml, "test").expect("valid");
+        let calls = spec.views.service_call_5m.expect("present");
+        assert_eq!(calls.pairing_wait, Duration::from_secs(30));
+        assert_eq!(calls.window, Duration::from_secs(300));
+        assert_eq!(calls.caller, observebridge_dataflows::pairing::CallerNaming::User);
+        assert_refused(&MINIMAL.replace("metric_1m: {}", "service_call_5m: { active: 90s }"), "views.service_call_5m.active", "whole number of minutes");
+        assert_refused(&MINIMAL.replace("metric_1m: {}", "service_call_5m: { pairing_wait: 10m }"), "views.service_call_5m.pairing_wait", "must not exceed");
+        assert_refused(&MINIMAL.replace("metric_1m: {}", "service_call_5m: { caller: bob }"), "views.service_call_5m.caller", "unknown variant");
     }
 
     const MINIMAL: &str = "name: t\nsources:\n  - name: s\n    generator: {}\nviews:\n  metric_1m: {}\n";

@@ -27,7 +27,9 @@ use observebridge_connectors::sink::{FinalWindow, Frontier, TableChanges};
 use observebridge_connectors::source::{PartitionCommit, Poll, RawRecord, Source};
 use observebridge_dataflows::engine::{self, EngineConfig, EngineEvent, EpochReport, MetaEvent};
 use observebridge_dataflows::record::{Encoding, EventTime, Origin, RawMessage, Signal, WireFormat};
-use observebridge_dataflows::time::{window_is_final, window_start};
+use observebridge_dataflows::engine::ServiceCallConfig;
+use observebridge_dataflows::pairing::PairingConfig;
+use observebridge_dataflows::views::call_graph_active::CallGraphConfig;
 use observebridge_dataflows::views::metric_1m::Metric1m;
 
 use crate::job::JobSpec;
@@ -157,9 +159,22 @@ pub fn run(spec: JobSpec, stop: Arc<AtomicBool>, stats: Arc<Stats>) -> Result<Ru
         lateness_ms: spec.lateness.as_millis() as i64,
         decode: spec.decode.clone(),
         metric_1m: spec.views.metric_1m.as_ref().map(|m| Metric1m { window_ms: m.window.as_millis() as i64 }),
+        service_call: spec.views.service_call_5m.as_ref().map(|c| ServiceCallConfig {
+            pairing: PairingConfig { wait_ms: c.pairing_wait.as_millis() as i64, window_ms: c.window.as_millis() as i64, caller: c.caller },
+            graph: CallGraphConfig { active_ms: c.active.as_millis() as i64 },
+            max_hops: c.max_hops,
+        }),
     };
-    // Restart horizon: records whose window is not final must be re-read after a restart.
-    let horizon_ms = config.metric_1m.as_ref().map_or(60_000, |m| m.window_ms);
+    // Restart horizon: records whose window is not final must be re-read after a restart (for
+    // the span views: the window plus the pairing wait, and the active graph's span).
+    let horizon_ms = [
+        config.metric_1m.as_ref().map(|m| m.window_ms),
+        config.service_call.as_ref().map(|c| (c.pairing.window_ms + c.pairing.wait_ms).max(c.graph.active_ms)),
+    ]
+    .into_iter()
+    .flatten()
+    .max()
+    .unwrap_or(60_000);
 
     let (event_tx, event_rx) = crossbeam_channel::unbounded::<EngineEvent>();
     let mut worker_txs = Vec::new();
@@ -383,6 +398,7 @@ impl Driver<'_> {
                     Some(encoding) => encoding,
                     None => match Generator::partition_signal(local as u32) {
                         Some(GeneratedSignal::Metrics) | None => Encoding::new(Signal::Metrics, WireFormat::OtlpProto),
+                        Some(GeneratedSignal::Spans) => Encoding::new(Signal::Spans, WireFormat::OtlpProto),
                     },
                 };
                 self.by_source.insert((s, local as u32), gid);
@@ -463,7 +479,9 @@ impl Driver<'_> {
                 }
             }
             while let Some((epoch, _, max)) = state.retained.front() {
-                let in_final_windows = max.is_none_or(|m| window_is_final(window_start(m, horizon), horizon, ack.watermark));
+                // Every view's state about a record is gone once the watermark is one horizon
+                // past it (its window, plus any wait, has ended).
+                let in_final_windows = max.is_none_or(|m| ack.watermark.is_some_and(|wm| m.saturating_add(horizon) <= wm));
                 if *epoch > ack.through || !in_final_windows {
                     break;
                 }

@@ -6,7 +6,10 @@ mod common;
 use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use common::*;
 use observebridge_connectors::postgres::{PostgresConfig, PostgresSink};
+use observebridge_dataflows::views::blast_radius::BlastRadiusRow;
+use observebridge_dataflows::views::call_graph_active::{CallGraphActiveRow, TopoEdgeTimeRow};
 use observebridge_dataflows::views::metric_1m::Metric1mRow;
+use observebridge_dataflows::views::service_call_5m::ServiceCall5mRow;
 use observebridge_dataflows::views::ViewRow;
 
 fn arrow_type_name(t: &DataType) -> String {
@@ -81,4 +84,24 @@ fn check_view<R: ViewRow>() {
 #[test]
 fn metric_1m_row_arrow_and_postgres_agree() {
     check_view::<Metric1mRow>();
+}
+
+#[test]
+fn service_call_5m_row_arrow_and_postgres_agree() {
+    check_view::<ServiceCall5mRow>();
+}
+
+#[test]
+fn call_graph_active_row_arrow_and_postgres_agree() {
+    check_view::<CallGraphActiveRow>();
+}
+
+#[test]
+fn topo_edge_time_row_arrow_and_postgres_agree() {
+    check_view::<TopoEdgeTimeRow>();
+}
+
+#[test]
+fn blast_radius_row_arrow_and_postgres_agree() {
+    check_view::<BlastRadiusRow>();
 }

@@ -27,10 +27,14 @@ use timely::dataflow::operators::{Concatenate, Probe};
 use timely::dataflow::{InputHandleVec, ProbeHandle, StreamVec};
 use timely::worker::Worker;
 
-use crate::decode::{decode_metrics, DecodeConfig};
-use crate::record::{DeadLetter, EventTime, MetricPoint, RawMessage, Signal};
+use crate::decode::{decode_logs, decode_metrics, decode_spans, DecodeConfig};
+use crate::pairing::{pairing, shift, PairEvent, PairingConfig};
+use crate::record::{DeadLetter, EventTime, LogRecord, MetricPoint, RawMessage, Signal, Span};
 use crate::time::WatermarkTracker;
+use crate::views::blast_radius::{blast_radius, BlastRadiusRow};
+use crate::views::call_graph_active::{active_graph, CallGraphActiveRow, CallGraphConfig, GraphEvent, TopoEdgeTimeRow};
 use crate::views::metric_1m::Metric1m;
+use crate::views::service_call_5m::{ServiceCall5m, ServiceCall5mRow};
 use crate::views::ViewRow;
 use crate::window::{windowed, WindowEvent, WindowedView};
 
@@ -42,6 +46,19 @@ pub struct EngineConfig {
     pub decode: DecodeConfig,
     /// `metric_1m`, when the job asks for it.
     pub metric_1m: Option<Metric1m>,
+    /// `service_call_5m`, `call_graph_active`, `topo_edge_time` and `blast_radius`, when the
+    /// job asks for them.
+    pub service_call: Option<ServiceCallConfig>,
+}
+
+/// The span views' parameters.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServiceCallConfig {
+    /// Pairing (its `window_ms` is `service_call_5m`'s window).
+    pub pairing: PairingConfig,
+    pub graph: CallGraphConfig,
+    /// How far `blast_radius` follows paths.
+    pub max_hops: u32,
 }
 
 /// Partition bookkeeping the driver hands every worker, identically.
@@ -89,6 +106,8 @@ pub struct EpochReport {
     pub decoded: u64,
     /// Live window aggregates held by this worker after the epoch, per view (bounded state).
     pub live_state: Vec<(&'static str, u64)>,
+    /// Named counters of this worker after the epoch (cumulative), e.g. pairing's.
+    pub counters: Vec<(&'static str, u64)>,
 }
 
 /// What workers send the coordinator.
@@ -109,6 +128,8 @@ pub struct Inputs {
 #[derive(Clone, Debug)]
 enum Decoded {
     Point(MetricPoint),
+    Span(Span),
+    Log(LogRecord),
     Dead(DeadLetter),
     Max(u32, EventTime),
     Count(u64),
@@ -123,6 +144,7 @@ enum Out {
     Watermark(EventTime),
     Count(u64),
     Live(&'static str, u64),
+    Counters(Vec<(&'static str, u64)>),
 }
 
 /// Builds the dataflow on `worker` and returns its inputs and a probe on its output.
@@ -145,16 +167,20 @@ pub fn build(
         let meta = scope.input_from(&mut meta_input);
 
         let decoded = decode(raw, config.decode.clone());
-        let mut parts = decoded.partition(4, |d| match d {
+        let mut parts = decoded.partition(6, |d| match d {
             Decoded::Point(_) => (0, d),
             Decoded::Max(..) => (1, d),
             Decoded::Dead(_) => (2, d),
             Decoded::Count(_) => (3, d),
+            Decoded::Span(_) => (4, d),
+            Decoded::Log(_) => (5, d),
         });
-        let counts = parts.pop().expect("4 parts").flat_map(|d| if let Decoded::Count(n) = d { Some(Out::Count(n)) } else { None });
-        let decode_dead = parts.pop().expect("4 parts").flat_map(|d| if let Decoded::Dead(x) = d { Some(Out::Dead(x)) } else { None });
-        let maxima = parts.pop().expect("4 parts").flat_map(|d| if let Decoded::Max(p, t) = d { Some((p, t)) } else { None });
-        let points = parts.pop().expect("4 parts").flat_map(|d| if let Decoded::Point(p) = d { Some(p) } else { None });
+        let _logs = parts.pop().expect("6 parts").flat_map(|d| if let Decoded::Log(l) = d { Some(l) } else { None });
+        let spans = parts.pop().expect("6 parts").flat_map(|d| if let Decoded::Span(s) = d { Some(s) } else { None });
+        let counts = parts.pop().expect("6 parts").flat_map(|d| if let Decoded::Count(n) = d { Some(Out::Count(n)) } else { None });
+        let decode_dead = parts.pop().expect("6 parts").flat_map(|d| if let Decoded::Dead(x) = d { Some(Out::Dead(x)) } else { None });
+        let maxima = parts.pop().expect("6 parts").flat_map(|d| if let Decoded::Max(p, t) = d { Some((p, t)) } else { None });
+        let points = parts.pop().expect("6 parts").flat_map(|d| if let Decoded::Point(p) = d { Some(p) } else { None });
 
         let watermarks = watermark(maxima.clone().broadcast(), meta, config.lateness_ms);
         let mut outs = vec![
@@ -164,7 +190,10 @@ pub fn build(
             watermarks.clone().map(Out::Watermark),
         ];
         if let Some(view) = config.metric_1m.clone() {
-            outs.extend(windowed_view(view, points, watermarks));
+            outs.extend(windowed_view(view, points, watermarks.clone()));
+        }
+        if let Some(calls) = config.service_call.clone() {
+            outs.extend(span_views(calls, spans, watermarks));
         }
         scope.concatenate(outs).probe_with(&probe).sink(Pipeline, "capture", {
             let mut reports: BTreeMap<u64, EpochReport> = BTreeMap::new();
@@ -182,6 +211,7 @@ pub fn build(
                             Out::Watermark(w) => report.watermark = Some(report.watermark.map_or(w, |x: EventTime| x.max(w))),
                             Out::Count(n) => report.decoded += n,
                             Out::Live(view, n) => report.live_state.push((view, n)),
+                            Out::Counters(c) => report.counters.extend(c),
                         }
                     }
                 });
@@ -208,7 +238,10 @@ pub fn build(
 fn decode<'s>(raw: StreamVec<'s, u64, RawMessage>, config: DecodeConfig) -> StreamVec<'s, u64, Decoded> {
     raw.unary(Pipeline, "decode", move |_cap, _info| {
         let mut points = Vec::new();
-        let mut errors = Vec::new();
+        let mut spans = Vec::new();
+        let mut logs = Vec::new();
+        let mut errors: Vec<String> = Vec::new();
+        let (mut metric_errors, mut span_errors, mut log_errors) = (Vec::new(), Vec::new(), Vec::new());
         move |input, output| {
             input.for_each(|cap, data| {
                 let mut session = output.session(&cap);
@@ -216,19 +249,40 @@ fn decode<'s>(raw: StreamVec<'s, u64, RawMessage>, config: DecodeConfig) -> Stre
                 let mut count = 0u64;
                 for msg in data.drain(..) {
                     match msg.encoding.signal {
-                        Signal::Metrics => decode_metrics(&msg, &config, &mut points, &mut errors),
-                        Signal::Spans | Signal::Logs => errors.push(crate::decode::DecodeError::JsonLine("not wired yet".into())),
+                        Signal::Metrics => {
+                            decode_metrics(&msg, &config, &mut points, &mut metric_errors);
+                            errors.extend(metric_errors.drain(..).map(|e| e.to_string()));
+                        }
+                        Signal::Spans => {
+                            decode_spans(&msg, &config, &mut spans, &mut span_errors);
+                            errors.extend(span_errors.drain(..).map(|e| e.to_string()));
+                        }
+                        Signal::Logs => {
+                            decode_logs(&msg, &config, &mut logs, &mut log_errors);
+                            errors.extend(log_errors.drain(..).map(|e| e.to_string()));
+                        }
                     }
-                    count += points.len() as u64;
+                    count += (points.len() + spans.len() + logs.len()) as u64;
+                    let mut observe = |partition: u32, ts: EventTime| {
+                        let max = maxima.entry(partition).or_insert(ts);
+                        *max = (*max).max(ts);
+                    };
                     for point in points.drain(..) {
-                        let max = maxima.entry(point.origin.partition).or_insert(point.ts);
-                        *max = (*max).max(point.ts);
+                        observe(point.origin.partition, point.ts);
                         session.give(Decoded::Point(point));
+                    }
+                    for span in spans.drain(..) {
+                        observe(span.origin.partition, span.ts);
+                        session.give(Decoded::Span(span));
+                    }
+                    for log in logs.drain(..) {
+                        observe(log.origin.partition, log.ts);
+                        session.give(Decoded::Log(log));
                     }
                     for error in errors.drain(..) {
                         session.give(Decoded::Dead(DeadLetter {
                             kind: "decode".to_string(),
-                            reason: error.to_string(),
+                            reason: error,
                             origin: msg.origin,
                             payload: msg.payload.clone(),
                         }));
@@ -316,6 +370,59 @@ where
     let finals = parts.pop().expect("3 parts").flat_map(|e| if let WindowEvent::Final(r) = e { Some(r) } else { None });
     let changes = parts.pop().expect("3 parts").flat_map(|e| if let WindowEvent::Change(r, d) = e { Some((r, d)) } else { None });
     vec![late, view_changes::<V::Row>(changes), final_windows::<V::Row>(finals)]
+}
+
+/// The span views: pairing, then `service_call_5m` (windowed), the live graph with its history,
+/// and the graph questions on it.
+fn span_views<'s>(config: ServiceCallConfig, spans: StreamVec<'s, u64, Span>, watermarks: StreamVec<'s, u64, EventTime>) -> Vec<StreamVec<'s, u64, Out>> {
+    let wait = config.pairing.wait_ms;
+    let view = ServiceCall5m { window_ms: config.pairing.window_ms };
+    let events = pairing(config.pairing.clone(), spans, watermarks.clone());
+    let mut parts = events.partition(2, |e| match e {
+        PairEvent::Call(_) => (0, e),
+        _ => (1, e),
+    });
+    let other = parts.pop().expect("2 parts").flat_map(|e| match e {
+        PairEvent::Late(d) => Some(Out::Dead(d)),
+        PairEvent::Counters(c) => Some(Out::Counters(vec![
+            ("pairing.paired", c.paired),
+            ("pairing.server_to_server", c.server_to_server),
+            ("pairing.root_callers", c.root_callers),
+            ("pairing.virtual_edges", c.virtual_edges),
+            ("pairing.corrected", c.corrected),
+            ("pairing.expired_unpaired", c.expired_unpaired),
+            ("pairing.late", c.late),
+            ("pairing.duplicates", c.duplicates),
+            ("pairing.waiting", c.waiting),
+            ("pairing.correctable", c.correctable),
+        ])),
+        PairEvent::Call(_) => None,
+    });
+    let calls = parts.pop().expect("2 parts").flat_map(|e| if let PairEvent::Call(c) = e { Some(c) } else { None });
+    let call_watermarks = watermarks.map(move |w| shift(w, wait));
+    let mut outs = vec![other];
+    outs.extend(windowed_view(view, calls.clone(), call_watermarks.clone()));
+
+    let graph = active_graph(config.graph.clone(), calls, call_watermarks);
+    let mut parts = graph.partition(5, |e| match e {
+        GraphEvent::Active(..) => (0, e),
+        GraphEvent::Topo(..) => (1, e),
+        GraphEvent::TopoFinal(_) => (2, e),
+        GraphEvent::Edge(..) => (3, e),
+        GraphEvent::Live(_) => (4, e),
+    });
+    let live = parts.pop().expect("5 parts").flat_map(|e| if let GraphEvent::Live(n) = e { Some(Out::Live(CallGraphActiveRow::VIEW, n)) } else { None });
+    let edges = parts.pop().expect("5 parts").flat_map(|e| if let GraphEvent::Edge(k, d) = e { Some((k, d)) } else { None });
+    let topo_finals = parts.pop().expect("5 parts").flat_map(|e| if let GraphEvent::TopoFinal(r) = e { Some(r) } else { None });
+    let topo = parts.pop().expect("5 parts").flat_map(|e| if let GraphEvent::Topo(r, d) = e { Some((r, d)) } else { None });
+    let active = parts.pop().expect("5 parts").flat_map(|e| if let GraphEvent::Active(r, d) = e { Some((r, d)) } else { None });
+    outs.push(live);
+    outs.push(view_changes::<CallGraphActiveRow>(active));
+    outs.push(view_changes::<TopoEdgeTimeRow>(topo));
+    outs.push(final_windows::<TopoEdgeTimeRow>(topo_finals));
+    outs.push(view_changes::<BlastRadiusRow>(blast_radius(edges, config.max_hops)));
+    let _ = ServiceCall5mRow::VIEW;
+    outs
 }
 
 /// Consolidates a view's `(row, diff)` changes per epoch into upserts and deletes by primary key.

@@ -4,6 +4,7 @@
 //! - [`record`]: what sources hand in ([`record::RawMessage`]) and what decoders make of it.
 //! - [`decode`]: wire formats to typed records; failures become dead letters.
 //! - [`histogram`]: the mergeable, retractable log-bucket histogram behind every quantile.
+//! - [`pairing`]: spans to calls (client/server pairs, virtual nodes) in event time.
 //! - [`time`]: windows and watermarks in event time.
 //! - [`window`]: the windowed-aggregate operator every windowed view is built on.
 //! - [`views`]: the views, one file each.
@@ -12,6 +13,7 @@
 pub mod decode;
 pub mod engine;
 pub mod histogram;
+pub mod pairing;
 pub mod record;
 pub mod time;
 pub mod views;

@@ -18,6 +18,9 @@ pub(crate) struct ResourceName {
     pub name: String,
 }
 
+/// Columns that hold resource URNs.
+const RESOURCE_COLUMNS: [&str; 3] = ["resource", "src", "dst"];
+
 /// Kind recorded for a resource whose name is not a URN of a known shape.
 const UNKNOWN_KIND: &str = "unknown";
 
@@ -62,7 +65,8 @@ pub(crate) struct Dims {
 }
 
 impl Dims {
-    /// Adds the `tenant` (and `resource`) values of `upserts`, if it has such string columns.
+    /// Adds the `tenant` values of `upserts`, and the URNs of its resource columns (`resource`,
+    /// and the call views' `src` and `dst`), if it has such string columns.
     pub(crate) fn collect(&mut self, table: &str, upserts: &RecordBatch) {
         let Some(tenants) = upserts.column_by_name("tenant") else {
             return;
@@ -71,18 +75,21 @@ impl Dims {
             tracing::debug!(table, data_type = %tenants.data_type(), "tenant column is not a string; no dimensions");
             return;
         };
-        let resources = upserts.column_by_name("resource").and_then(string_values);
+        let resources: Vec<Vec<Option<&str>>> = RESOURCE_COLUMNS
+            .iter()
+            .filter_map(|c| upserts.column_by_name(c).and_then(string_values))
+            .collect();
         for (row, tenant) in tenants.iter().enumerate() {
             let Some(tenant) = tenant else { continue };
             if !self.tenants.contains(*tenant) {
                 self.tenants.insert((*tenant).to_owned());
             }
-            let Some(Some(urn)) = resources.as_ref().map(|r| r[row]) else {
-                continue;
-            };
-            self.resources
-                .entry(((*tenant).to_owned(), urn.to_owned()))
-                .or_insert_with(|| parse_urn(urn));
+            for column in &resources {
+                let Some(urn) = column[row] else { continue };
+                self.resources
+                    .entry(((*tenant).to_owned(), urn.to_owned()))
+                    .or_insert_with(|| parse_urn(urn));
+            }
         }
     }
 

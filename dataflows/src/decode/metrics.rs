@@ -1807,6 +1807,7 @@ mod tests {
         );
         let org = DecodeConfig {
             tenant_attribute: "org".to_owned(),
+            ..DecodeConfig::default()
         };
         assert_eq!(
             tenant(vec![text("org", "acme"), text("tenant.id", "other")], &org),

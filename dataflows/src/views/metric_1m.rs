@@ -64,6 +64,11 @@ impl ExactSum {
     pub fn value(&self) -> f64 {
         self.0 as f64 / Self::SCALE
     }
+
+    /// Adds another sum (exact; commutative and associative).
+    pub fn merge(&mut self, other: &ExactSum) {
+        self.0 = self.0.saturating_add(other.0);
+    }
 }
 
 /// Running aggregate of one series in one window.
@@ -289,7 +294,7 @@ mod tests {
     }
 
     fn config(lateness_ms: i64) -> EngineConfig {
-        EngineConfig { lateness_ms, decode: DecodeConfig::default(), metric_1m: Some(Metric1m::default()) }
+        EngineConfig { lateness_ms, decode: DecodeConfig::default(), metric_1m: Some(Metric1m::default()), service_call: None }
     }
 
     fn register(partitions: u32) -> Vec<MetaEvent> {

@@ -11,7 +11,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::record::EventTime;
 
+pub mod blast_radius;
+pub mod call_graph_active;
 pub mod metric_1m;
+pub mod service_call_5m;
 
 /// A row of a view, as sinks see it.
 ///

@@ -1,0 +1,327 @@
+//! `service_call_5m`: calls between services (and virtual nodes) per five minutes.
+//!
+//! - **Input**: [`Call`]s made by [`pairing`](crate::pairing) from spans: `+1` when a call is
+//!   known, `-1` when pairing takes one back (a virtual edge replaced by a late paired one).
+//! - **Key**: `bucket` (5-minute tumbling window of the call's event time, UTC), `tenant`, `src`,
+//!   `dst` (URNs), `connection_type` (`direct`, `virtual_node`, `database`, `messaging_system`).
+//! - **Columns**: `calls` and `errors` (weighted by the sampling multiplier, so a span sampled
+//!   at 1-in-10 counts 10), `rps` (`calls` / window seconds), `err_rate` (`errors` / `calls`),
+//!   `p50_ms` `p95_ms` `p99_ms` of the call latency (client-side duration when the client span
+//!   exists, server-side otherwise), `server_p50_ms` `server_p95_ms` (server-side duration, null
+//!   when no call of the row had a server span), `sample_ref` (null until the raw archive exists).
+//! - **Quantiles** come from retractable [`LogHistogram`]s (1% relative error); each call counts
+//!   its sampling multiplier rounded to a whole number (at least 1) in them.
+//! - **Time**: the window's watermark is the engine's minus the pairing wait: a call can be
+//!   decided as late as one wait after its time, and a window is final only once no decision
+//!   about it can still come.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Float64Array, StringArray, TimestampMicrosecondArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::error::ArrowError;
+use arrow::record_batch::RecordBatch;
+use serde::{Deserialize, Serialize};
+use xxhash_rust::xxh3::Xxh3;
+
+use super::metric_1m::ExactSum;
+use super::{OrdF64, ViewRow};
+use crate::histogram::LogHistogram;
+use crate::record::{EventTime, Origin};
+use crate::window::WindowedView;
+
+/// How two nodes are connected.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum ConnectionType {
+    /// A client span paired with its server span (or a server span with its server parent).
+    Direct,
+    /// An uninstrumented peer: an external host, a `peer.service`, or the `user` caller.
+    VirtualNode,
+    /// A database named by `db.system` / `db.name`.
+    Database,
+    /// A producer/consumer pair, or a queue named by `messaging.system`.
+    MessagingSystem,
+}
+
+impl ConnectionType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectionType::Direct => "direct",
+            ConnectionType::VirtualNode => "virtual_node",
+            ConnectionType::Database => "database",
+            ConnectionType::MessagingSystem => "messaging_system",
+        }
+    }
+}
+
+/// One call from `src` to `dst`, as a differential record (`diff` is +1 or -1).
+#[derive(Clone, Debug, PartialEq, PartialOrd, Serialize, Deserialize)]
+pub struct Call {
+    pub tenant: String,
+    pub src: String,
+    pub dst: String,
+    pub connection_type: ConnectionType,
+    /// Event time of the call: the caller's span end (the server's when there is no caller span).
+    pub ts: EventTime,
+    /// Client-side duration when the client span exists, server-side otherwise.
+    pub latency_ms: f64,
+    /// Server-side duration, when the server span exists.
+    pub server_ms: Option<f64>,
+    pub error: bool,
+    /// Sampling multiplier (adjusted count).
+    pub weight: f64,
+    pub diff: i32,
+    /// The span that fixed the call's time (for dead letters).
+    pub origin: Origin,
+}
+
+impl Call {
+    /// The call with the opposite sign.
+    pub fn negated(&self) -> Call {
+        Call { diff: -self.diff, ..self.clone() }
+    }
+
+    /// `(tenant, src, dst, connection_type)`.
+    pub fn edge(&self) -> EdgeKey {
+        (self.tenant.clone(), self.src.clone(), self.dst.clone(), self.connection_type)
+    }
+}
+
+/// `(tenant, src, dst, connection_type)`.
+pub type EdgeKey = (String, String, String, ConnectionType);
+
+/// Hash of a call's edge without building the key: decides the worker of every edge view.
+pub fn edge_hash(call: &Call) -> u64 {
+    let mut h = Xxh3::new();
+    for part in [&call.tenant, &call.src, &call.dst] {
+        h.update(part.as_bytes());
+        h.update(&[0xff]);
+    }
+    h.update(&[call.connection_type as u8]);
+    h.digest()
+}
+
+/// What of a call is folded into an aggregate.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CallPart {
+    pub diff: i32,
+    pub weight: f64,
+    pub error: bool,
+    pub latency_ms: f64,
+    pub server_ms: Option<f64>,
+}
+
+impl CallPart {
+    pub fn of(call: &Call) -> Self {
+        Self { diff: call.diff, weight: call.weight, error: call.error, latency_ms: call.latency_ms, server_ms: call.server_ms }
+    }
+}
+
+/// A retractable aggregate of calls: every field is a sum, so `-1` undoes `+1` exactly.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CallStats {
+    /// Net number of call records.
+    pub records: i64,
+    pub calls: ExactSum,
+    pub errors: ExactSum,
+    pub latency: LogHistogram,
+    pub server: LogHistogram,
+}
+
+impl CallStats {
+    pub fn fold(&mut self, part: &CallPart) {
+        let sign = f64::from(part.diff.signum());
+        let count = part.weight.round().max(1.0) as u64;
+        self.records += i64::from(part.diff.signum());
+        self.calls.add(sign * part.weight);
+        if part.error {
+            self.errors.add(sign * part.weight);
+        }
+        record(&mut self.latency, part.latency_ms, count, part.diff);
+        if let Some(server) = part.server_ms {
+            record(&mut self.server, server, count, part.diff);
+        }
+    }
+
+    pub fn merge(&mut self, other: &CallStats) {
+        self.records += other.records;
+        self.calls.merge(&other.calls);
+        self.errors.merge(&other.errors);
+        self.latency.merge(&other.latency);
+        self.server.merge(&other.server);
+    }
+
+    pub fn err_rate(&self) -> f64 {
+        let calls = self.calls.value();
+        if calls > 0.0 { self.errors.value() / calls } else { 0.0 }
+    }
+}
+
+fn record(h: &mut LogHistogram, value: f64, count: u64, diff: i32) {
+    if !value.is_finite() {
+        return;
+    }
+    if diff > 0 {
+        h.record(value, count);
+    } else {
+        let mut one = LogHistogram::new();
+        one.record(value, count);
+        h.retract(&one);
+    }
+}
+
+/// The `service_call_5m` view and its parameters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceCall5m {
+    pub window_ms: i64,
+}
+
+impl Default for ServiceCall5m {
+    fn default() -> Self {
+        Self { window_ms: 300_000 }
+    }
+}
+
+/// One row of `service_call_5m`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ServiceCall5mRow {
+    pub bucket: EventTime,
+    pub tenant: String,
+    pub src: String,
+    pub dst: String,
+    pub connection_type: ConnectionType,
+    pub calls: OrdF64,
+    pub errors: OrdF64,
+    pub rps: OrdF64,
+    pub err_rate: OrdF64,
+    pub p50_ms: OrdF64,
+    pub p95_ms: OrdF64,
+    pub p99_ms: OrdF64,
+    pub server_p50_ms: Option<OrdF64>,
+    pub server_p95_ms: Option<OrdF64>,
+    pub sample_ref: Option<String>,
+}
+
+impl ServiceCall5mRow {
+    /// The row of an aggregate (the from-scratch definition tests compare against); `None` when
+    /// it holds no call.
+    pub fn from_stats(bucket: EventTime, window_ms: i64, key: &EdgeKey, stats: &CallStats) -> Option<Self> {
+        if stats.records <= 0 {
+            return None;
+        }
+        let q = |h: &LogHistogram, p: f64| h.quantile(p).map(OrdF64);
+        let calls = stats.calls.value();
+        Some(Self {
+            bucket,
+            tenant: key.0.clone(),
+            src: key.1.clone(),
+            dst: key.2.clone(),
+            connection_type: key.3,
+            calls: OrdF64(calls),
+            errors: OrdF64(stats.errors.value()),
+            rps: OrdF64(calls / (window_ms as f64 / 1000.0)),
+            err_rate: OrdF64(stats.err_rate()),
+            p50_ms: q(&stats.latency, 0.50).unwrap_or(OrdF64(0.0)),
+            p95_ms: q(&stats.latency, 0.95).unwrap_or(OrdF64(0.0)),
+            p99_ms: q(&stats.latency, 0.99).unwrap_or(OrdF64(0.0)),
+            server_p50_ms: q(&stats.server, 0.50),
+            server_p95_ms: q(&stats.server, 0.95),
+            sample_ref: None,
+        })
+    }
+}
+
+impl WindowedView for ServiceCall5m {
+    type Input = Call;
+    type Key = EdgeKey;
+    type Part = CallPart;
+    type State = CallStats;
+    type Row = ServiceCall5mRow;
+
+    fn window_ms(&self) -> i64 {
+        self.window_ms
+    }
+    fn event_time(&self, input: &Call) -> EventTime {
+        input.ts
+    }
+    fn origin(&self, input: &Call) -> Origin {
+        input.origin
+    }
+    fn route(&self, input: &Call) -> u64 {
+        edge_hash(input)
+    }
+    fn split(&self, input: Call) -> (EdgeKey, CallPart) {
+        let part = CallPart::of(&input);
+        ((input.tenant, input.src, input.dst, input.connection_type), part)
+    }
+    fn new_state(&self) -> CallStats {
+        CallStats::default()
+    }
+    fn fold(&self, state: &mut CallStats, part: CallPart) {
+        state.fold(&part);
+    }
+    fn row(&self, window_start: EventTime, key: &EdgeKey, state: &CallStats) -> Option<ServiceCall5mRow> {
+        ServiceCall5mRow::from_stats(window_start, self.window_ms, key, state)
+    }
+}
+
+pub(crate) fn timestamp_field(name: &str, nullable: bool) -> Field {
+    Field::new(name, DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), nullable)
+}
+
+impl ViewRow for ServiceCall5mRow {
+    const VIEW: &'static str = "service_call_5m";
+    const KEY_COLUMNS: &'static [&'static str] = &["bucket", "tenant", "src", "dst", "connection_type"];
+    type Key = (EventTime, String, String, String, ConnectionType);
+
+    fn key(&self) -> Self::Key {
+        (self.bucket, self.tenant.clone(), self.src.clone(), self.dst.clone(), self.connection_type)
+    }
+    fn window_start(&self) -> Option<EventTime> {
+        Some(self.bucket)
+    }
+    fn schema() -> SchemaRef {
+        let f = |name: &str| Field::new(name, DataType::Float64, false);
+        let nf = |name: &str| Field::new(name, DataType::Float64, true);
+        Arc::new(Schema::new(vec![
+            timestamp_field("bucket", false),
+            Field::new("tenant", DataType::Utf8, false),
+            Field::new("src", DataType::Utf8, false),
+            Field::new("dst", DataType::Utf8, false),
+            Field::new("connection_type", DataType::Utf8, false),
+            f("calls"),
+            f("errors"),
+            f("rps"),
+            f("err_rate"),
+            f("p50_ms"),
+            f("p95_ms"),
+            f("p99_ms"),
+            nf("server_p50_ms"),
+            nf("server_p95_ms"),
+            Field::new("sample_ref", DataType::Utf8, true),
+        ]))
+    }
+    fn to_batch(rows: &[&Self]) -> Result<RecordBatch, ArrowError> {
+        let strings = |f: fn(&Self) -> &str| Arc::new(StringArray::from_iter_values(rows.iter().map(|r| f(r)))) as ArrayRef;
+        let floats = |f: fn(&Self) -> OrdF64| Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| f(r).0))) as ArrayRef;
+        let nullable = |f: fn(&Self) -> Option<OrdF64>| Arc::new(rows.iter().map(|r| f(r).map(|v| v.0)).collect::<Float64Array>()) as ArrayRef;
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| r.bucket * 1000)).with_timezone("UTC")),
+            strings(|r| &r.tenant),
+            strings(|r| &r.src),
+            strings(|r| &r.dst),
+            strings(|r| r.connection_type.as_str()),
+            floats(|r| r.calls),
+            floats(|r| r.errors),
+            floats(|r| r.rps),
+            floats(|r| r.err_rate),
+            floats(|r| r.p50_ms),
+            floats(|r| r.p95_ms),
+            floats(|r| r.p99_ms),
+            nullable(|r| r.server_p50_ms),
+            nullable(|r| r.server_p95_ms),
+            Arc::new(rows.iter().map(|r| r.sample_ref.as_deref()).collect::<StringArray>()),
+        ];
+        RecordBatch::try_new(Self::schema(), columns)
+    }
+}
