@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use observebridge_connectors::generator::{Generator, GeneratorConfig, Pace};
+use observebridge_connectors::generator::{GeneratedSignal, Generator, GeneratorConfig, Pace};
 use observebridge_connectors::source::{Poll, Source};
 use observebridge_dataflows::decode::DecodeConfig;
 use observebridge_dataflows::engine::{run_epochs, EngineConfig, EpochInput, MetaEvent};
@@ -45,6 +45,7 @@ fn generator_input() -> Vec<EpochInput> {
         start: Some("2026-11-20T00:00:00Z".parse().expect("start")),
         pace: Pace::Fast,
         duration: Some(Duration::from_secs(30 * 60)),
+        signals: vec![GeneratedSignal::Metrics],
         ..GeneratorConfig::default()
     };
     let mut generator = Generator::new(&cfg).expect("generator");

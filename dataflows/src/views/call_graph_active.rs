@@ -96,8 +96,6 @@ pub enum GraphEvent {
 #[derive(Default)]
 struct Minute {
     stats: CallStats,
-    first: Option<EventTime>,
-    last: Option<EventTime>,
 }
 
 #[derive(Default)]
@@ -105,6 +103,9 @@ struct EdgeState {
     minutes: BTreeMap<EventTime, Minute>,
     emitted: Option<CallGraphActiveRow>,
     open: Option<TopoEdgeTimeRow>,
+    /// First and last call of the current run of activity (kept when minutes leave the span, so
+    /// a run that starts and ends between two watermarks still gets its interval).
+    run_first: Option<EventTime>,
     last_seen: Option<EventTime>,
 }
 
@@ -133,8 +134,8 @@ impl ActiveGraph {
             let m = edge.minutes.entry(minute).or_default();
             m.stats.fold(&part);
             if part.diff > 0 {
-                m.first = Some(m.first.map_or(call.ts, |f| f.min(call.ts)));
-                m.last = Some(m.last.map_or(call.ts, |l| l.max(call.ts)));
+                edge.run_first = Some(edge.run_first.map_or(call.ts, |f| f.min(call.ts)));
+                edge.last_seen = Some(edge.last_seen.map_or(call.ts, |l| l.max(call.ts)));
             }
         }
         if let Some(wm) = watermark {
@@ -176,17 +177,8 @@ impl ActiveGraph {
         let Some(edge) = self.edges.get_mut(key) else { return };
         edge.minutes.retain(|_, m| m.stats.records > 0);
         let mut stats = CallStats::default();
-        let (mut first, mut last) = (None::<EventTime>, None::<EventTime>);
         for m in edge.minutes.values() {
             stats.merge(&m.stats);
-            first = match (first, m.first) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-            last = match (last, m.last) {
-                (Some(a), Some(b)) => Some(a.max(b)),
-                (a, b) => a.or(b),
-            };
         }
         let edge_id = (key.0.clone(), key.1.clone(), key.2.clone());
         if edge.minutes.is_empty() {
@@ -194,27 +186,28 @@ impl ActiveGraph {
                 out.push(GraphEvent::Active(old, -1));
                 out.push(GraphEvent::Edge(edge_id, -1));
             }
-            if let Some(open) = edge.open.take() {
-                let valid_to = edge.last_seen.unwrap_or(open.valid_from) + self.cfg.active_ms;
-                let closed = TopoEdgeTimeRow { valid_to: Some(valid_to), ..open.clone() };
-                out.push(GraphEvent::Topo(open, -1));
+            // Close the run's interval; a run that began and ended between two watermarks was
+            // never open, and gets its closed row directly.
+            if let (Some(first), Some(last)) = (edge.run_first, edge.last_seen) {
+                let valid_to = last + self.cfg.active_ms;
+                let closed = match edge.open.take() {
+                    Some(open) => {
+                        let closed = TopoEdgeTimeRow { valid_to: Some(valid_to), ..open.clone() };
+                        out.push(GraphEvent::Topo(open, -1));
+                        closed
+                    }
+                    None => TopoEdgeTimeRow { tenant: key.0.clone(), src: key.1.clone(), dst: key.2.clone(), relation: key.3, valid_from: first, valid_to: Some(valid_to) },
+                };
                 out.push(GraphEvent::Topo(closed.clone(), 1));
                 self.closed.entry(window_start(valid_to, TOPO_BUCKET_MS)).or_default().push(closed);
             }
             self.edges.remove(key);
             return;
         }
-        let last_seen = last.or(edge.last_seen).unwrap_or_default();
-        edge.last_seen = Some(last_seen);
+        let last_seen = edge.last_seen.unwrap_or_default();
+        let run_first = edge.run_first.unwrap_or(last_seen);
         let open = edge.open.get_or_insert_with(|| {
-            let row = TopoEdgeTimeRow {
-                tenant: key.0.clone(),
-                src: key.1.clone(),
-                dst: key.2.clone(),
-                relation: key.3,
-                valid_from: first.unwrap_or(last_seen),
-                valid_to: None,
-            };
+            let row = TopoEdgeTimeRow { tenant: key.0.clone(), src: key.1.clone(), dst: key.2.clone(), relation: key.3, valid_from: run_first, valid_to: None };
             out.push(GraphEvent::Topo(row.clone(), 1));
             out.push(GraphEvent::Edge(edge_id.clone(), 1));
             row
