@@ -234,6 +234,7 @@ fn load_report(stats: &Stats, elapsed: Duration) -> serde_json::Value {
         "late_records": stats.late.load(Ordering::Relaxed),
         "sink_retries": stats.sink_retries.load(Ordering::Relaxed),
         "peak_rss_mib": peak_rss_mib(),
+        "counters": stats.counters(),
     })
 }
 

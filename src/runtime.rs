@@ -52,6 +52,22 @@ pub struct Stats {
     /// Per durable epoch: wall time from the epoch's first record being read to its changes
     /// being committed in every sink (ms). The load benchmark reports percentiles of it.
     pub freshness_ms: Mutex<Vec<f64>>,
+    /// The views' named counters (pairing: paired, virtual edges, expired, late, ...), latest
+    /// value per worker.
+    pub counters: Mutex<BTreeMap<(&'static str, usize), u64>>,
+}
+
+impl Stats {
+    /// The named counters summed over workers.
+    pub fn counters(&self) -> BTreeMap<&'static str, u64> {
+        let mut out = BTreeMap::new();
+        if let Ok(counters) = self.counters.lock() {
+            for ((name, _), v) in counters.iter() {
+                *out.entry(*name).or_default() += v;
+            }
+        }
+        out
+    }
 }
 
 /// What happened to a run.
@@ -399,6 +415,7 @@ impl Driver<'_> {
                     None => match Generator::partition_signal(local as u32) {
                         Some(GeneratedSignal::Metrics) | None => Encoding::new(Signal::Metrics, WireFormat::OtlpProto),
                         Some(GeneratedSignal::Spans) => Encoding::new(Signal::Spans, WireFormat::OtlpProto),
+                        Some(GeneratedSignal::Logs) => Encoding::new(Signal::Logs, WireFormat::OtlpProto),
                     },
                 };
                 self.by_source.insert((s, local as u32), gid);
@@ -542,6 +559,13 @@ impl Coordinator {
                         watermark = Some(watermark.map_or(w, |x| x.max(w)));
                     }
                     let partition_max = reports.iter().flat_map(|r| r.partition_max.iter().map(|(p, t)| (r.epoch, *p, *t))).collect();
+                    if let Ok(mut counters) = self.stats.counters.lock() {
+                        for r in &reports {
+                            for (name, v) in &r.counters {
+                                counters.insert((name, r.worker), *v);
+                            }
+                        }
+                    }
                     self.apply(through, watermark, reports)?;
                     applied_through = Some(through);
                     if let Some(w) = watermark {
