@@ -30,6 +30,7 @@ sources:
       start: 2026-11-20T00:00:00Z
       pace: fast
       duration: ${hours}h
+      signals: [metrics]
 views:
   metric_1m: {}
 sinks:

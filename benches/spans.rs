@@ -58,6 +58,7 @@ fn config() -> EngineConfig {
         decode: DecodeConfig::default(),
         metric_1m: None,
         service_call: Some(ServiceCallConfig { pairing: PairingConfig::default(), graph: CallGraphConfig::default(), max_hops: 16 }),
+        log_pattern: None,
     }
 }
 

@@ -90,6 +90,9 @@ pub struct SourceSpec {
     pub file: Option<FileSourceConfig>,
     /// The built-in demo estate.
     pub generator: Option<GeneratorConfig>,
+    /// For `format: text` (plain log lines): the service the lines belong to and their header
+    /// format (e.g. `<Date> <Time> <Level> <Component>: <Content>`).
+    pub text: Option<observebridge_dataflows::decode::TextProfile>,
 }
 
 /// The views. A view that is absent is not computed.
@@ -101,6 +104,28 @@ pub struct ViewsSpec {
     /// Calls between services from spans, with the live call graph (`call_graph_active`), its
     /// history (`topo_edge_time`) and the graph questions on it (`blast_radius`).
     pub service_call_5m: Option<ServiceCallSpec>,
+    /// Log templates (`log_pattern`), their counts per window (`log_pattern_5m`) and the
+    /// templates new to a service (`log_pattern_new`).
+    pub log_pattern_5m: Option<LogPatternSpec>,
+}
+
+/// Parameters of the log views.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogPatternSpec {
+    /// Window size (default 5m).
+    #[serde(default = "default_call_window", with = "humantime_serde")]
+    pub window: Duration,
+    /// A template stays in `log_pattern_new` this long after a service first logs it (default 30m).
+    #[serde(default = "default_new_within", with = "humantime_serde")]
+    pub new_within: Duration,
+    /// The template miner (prefix-tree depth, similarity, cluster cap, masking).
+    #[serde(default)]
+    pub miner: observebridge_dataflows::logs::drain::MinerConfig,
+}
+
+fn default_new_within() -> Duration {
+    Duration::from_secs(1800)
 }
 
 /// Parameters of the span views.
@@ -281,6 +306,25 @@ impl JobSpec {
             if !names.insert(source.name.as_str()) {
                 problem(at(".name"), format!("`{}` is used by another source", source.name));
             }
+            let is_text = source.format == Some(WireFormat::Text);
+            match (&source.text, is_text) {
+                (Some(_), false) => problem(at(".text"), "only for `format: text`".into()),
+                (None, true) => problem(at(".text"), "missing: plain-text lines need `text: { service: <name> }` (and optionally `header`)".into()),
+                (Some(t), true) => {
+                    if source.signal != Some(Signal::Logs) {
+                        problem(at(".format"), "`text` is a logs format: set `signal: logs`".into());
+                    }
+                    if t.service.trim().is_empty() {
+                        problem(at(".text.service"), "must not be empty".into());
+                    }
+                    if let Some(header) = &t.header {
+                        if let Err(e) = observebridge_dataflows::logs::header::HeaderFormat::parse(header) {
+                            problem(at(".text.header"), e);
+                        }
+                    }
+                }
+                (None, false) => {}
+            }
             let kinds = [source.kafka.is_some(), source.file.is_some(), source.generator.is_some()];
             match kinds.iter().filter(|k| **k).count() {
                 1 => {}
@@ -309,8 +353,17 @@ impl JobSpec {
                 problem(at(field), reason);
             }
         }
-        if self.views.metric_1m.is_none() && self.views.service_call_5m.is_none() {
-            problem("views".into(), "no view selected: add `metric_1m: {}` or `service_call_5m: {}`".into());
+        if self.views.metric_1m.is_none() && self.views.service_call_5m.is_none() && self.views.log_pattern_5m.is_none() {
+            problem("views".into(), "no view selected: add `metric_1m: {}`, `service_call_5m: {}` or `log_pattern_5m: {}`".into());
+        }
+        if let Some(l) = &self.views.log_pattern_5m {
+            let ms = l.window.as_millis();
+            if ms == 0 || 86_400_000 % ms != 0 {
+                problem("views.log_pattern_5m.window".into(), "must divide a day evenly (e.g. 1m, 5m, 1h)".into());
+            }
+            if let Err(e) = l.miner.validate() {
+                problem("views.log_pattern_5m".into(), e);
+            }
         }
         if let Some(m) = &self.views.metric_1m {
             let ms = m.window.as_millis();
@@ -371,6 +424,22 @@ mod tests {
             found.iter().any(|p| p.path == path && p.reason.contains(reason_part)),
             "expected a problem at `{path}` containing `{reason_part}`, got {found:?}"
         );
+    }
+
+    #[test]
+    fn log_views_and_text_sources_are_parsed_and_checked() {
+        let yaml = MINIMAL.replace("metric_1m: {}", "log_pattern_5m: { new_within: 10m, miner: { sim_threshold: 0.6 } }");
+        let spec = JobSpec::parse(&yaml, "test").expect("valid");
+        let logs = spec.views.log_pattern_5m.expect("present");
+        assert_eq!(logs.new_within, Duration::from_secs(600));
+        assert_eq!(logs.miner.sim_threshold, 0.6);
+        assert_refused(&MINIMAL.replace("metric_1m: {}", "log_pattern_5m: { miner: { sim_threshold: 2 } }"), "views.log_pattern_5m", "sim_threshold");
+        let text = "name: t\nsources:\n  - name: s\n    signal: logs\n    format: text\n    file: { paths: [a.log] }\nviews:\n  log_pattern_5m: {}\n";
+        assert_refused(text, "sources[0].text", "plain-text lines need");
+        let with = text.replace("format: text\n", "format: text\n    text: { service: hdfs, header: '<Date> <Time> <Level>: <Content>' }\n");
+        JobSpec::parse(&with, "test").expect("valid text source");
+        let metrics_text = with.replace("signal: logs", "signal: metrics");
+        assert_refused(&metrics_text, "sources[0].format", "logs format");
     }
 
     #[test]

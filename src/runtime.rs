@@ -30,6 +30,7 @@ use observebridge_dataflows::record::{Encoding, EventTime, Origin, RawMessage, S
 use observebridge_dataflows::engine::ServiceCallConfig;
 use observebridge_dataflows::pairing::PairingConfig;
 use observebridge_dataflows::views::call_graph_active::CallGraphConfig;
+use observebridge_dataflows::views::log_pattern::{LibraryEntry, LogPatternConfig, LogPatternRow};
 use observebridge_dataflows::views::metric_1m::Metric1m;
 
 use crate::job::JobSpec;
@@ -131,9 +132,17 @@ pub fn run(spec: JobSpec, stop: Arc<AtomicBool>, stats: Arc<Stats>) -> Result<Ru
     // Sources first: a Kafka source learns its committed positions here.
     let mut sources: Vec<Box<dyn Source>> = Vec::new();
     let mut encodings: Vec<Option<Encoding>> = Vec::new();
+    let mut decode = spec.decode.clone();
     for source in &spec.sources {
         let encoding = match (source.signal, source.format) {
-            (Some(signal), Some(format)) => Some(Encoding::new(signal, format)),
+            (Some(signal), Some(format)) => {
+                let mut encoding = Encoding::new(signal, format);
+                if let Some(text) = &source.text {
+                    encoding.profile = u16::try_from(decode.text_profiles.len()).context("too many text sources")?;
+                    decode.text_profiles.push(text.clone());
+                }
+                Some(encoding)
+            }
             _ => None,
         };
         let built: Box<dyn Source> = if let Some(kafka) = &source.kafka {
@@ -173,19 +182,43 @@ pub fn run(spec: JobSpec, stop: Arc<AtomicBool>, stats: Arc<Stats>) -> Result<Ru
     let workers = spec.workers;
     let config = EngineConfig {
         lateness_ms: spec.lateness.as_millis() as i64,
-        decode: spec.decode.clone(),
+        decode,
         metric_1m: spec.views.metric_1m.as_ref().map(|m| Metric1m { window_ms: m.window.as_millis() as i64 }),
         service_call: spec.views.service_call_5m.as_ref().map(|c| ServiceCallConfig {
             pairing: PairingConfig { wait_ms: c.pairing_wait.as_millis() as i64, window_ms: c.window.as_millis() as i64, caller: c.caller },
             graph: CallGraphConfig { active_ms: c.active.as_millis() as i64 },
             max_hops: c.max_hops,
         }),
+        log_pattern: match &spec.views.log_pattern_5m {
+            None => None,
+            Some(l) => {
+                // The template library the miners start from: fingerprint ids survive restarts.
+                let library = match &postgres {
+                    Some(sink) => tokio.block_on(sink.log_library()).context("loading the log template library")?,
+                    None => Vec::new(),
+                };
+                let library: Vec<LibraryEntry> = library
+                    .into_iter()
+                    .map(|(tenant, fingerprint_id, pattern, sample_message, severity, first_seen, last_seen, count)| {
+                        LibraryEntry::from_row(&LogPatternRow { tenant, fingerprint_id, pattern, sample_message, severity, first_seen, last_seen, count })
+                    })
+                    .collect();
+                tracing::info!(templates = library.len(), "log template library loaded");
+                Some(LogPatternConfig {
+                    window_ms: l.window.as_millis() as i64,
+                    miner: l.miner.clone(),
+                    new_within_ms: l.new_within.as_millis() as i64,
+                    library: Arc::new(library),
+                })
+            }
+        },
     };
     // Restart horizon: records whose window is not final must be re-read after a restart (for
     // the span views: the window plus the pairing wait, and the active graph's span).
     let horizon_ms = [
         config.metric_1m.as_ref().map(|m| m.window_ms),
         config.service_call.as_ref().map(|c| (c.pairing.window_ms + c.pairing.wait_ms).max(c.graph.active_ms)),
+        config.log_pattern.as_ref().map(|l| l.window_ms),
     ]
     .into_iter()
     .flatten()

@@ -76,7 +76,7 @@ fn job(dir: &std::path::Path, name: &str, schema: &str, pg_url: &str) -> std::pa
     std::fs::write(
         &job,
         format!(
-            "name: {schema}\nworkers: 2\nepochs:\n  interval: 50ms\n  max_inflight: 2\nsources:\n  - name: estate\n    generator:\n      seed: 11\n      services: 10\n      pods_per_service: 2\n      start: 2026-11-20T10:00:00Z\n      pace: realtime\n      speed: 100\n      duration: 12m\nviews:\n  metric_1m: {{}}\nsinks:\n  postgres:\n    url: {pg_url}\n    schema: {schema}\n    retry: {{ initial_backoff: 50ms, max_backoff: 500ms }}\ndead_letter:\n  file:\n    path: {dead}\n",
+            "name: {schema}\nworkers: 2\nepochs:\n  interval: 50ms\n  max_inflight: 2\nsources:\n  - name: estate\n    generator:\n      seed: 11\n      services: 10\n      pods_per_service: 2\n      start: 2026-11-20T10:00:00Z\n      pace: realtime\n      speed: 100\n      duration: 12m\n      signals: [metrics]\nviews:\n  metric_1m: {{}}\nsinks:\n  postgres:\n    url: {pg_url}\n    schema: {schema}\n    retry: {{ initial_backoff: 50ms, max_backoff: 500ms }}\ndead_letter:\n  file:\n    path: {dead}\n",
             dead = dir.join(format!("{name}-dead.jsonl")).display(),
         ),
     )

@@ -8,6 +8,7 @@ use common::*;
 use observebridge_connectors::postgres::{PostgresConfig, PostgresSink};
 use observebridge_dataflows::views::blast_radius::BlastRadiusRow;
 use observebridge_dataflows::views::call_graph_active::{CallGraphActiveRow, TopoEdgeTimeRow};
+use observebridge_dataflows::views::log_pattern::{LogPattern5mRow, LogPatternNewRow, LogPatternRow};
 use observebridge_dataflows::views::metric_1m::Metric1mRow;
 use observebridge_dataflows::views::service_call_5m::ServiceCall5mRow;
 use observebridge_dataflows::views::ViewRow;
@@ -104,4 +105,19 @@ fn topo_edge_time_row_arrow_and_postgres_agree() {
 #[test]
 fn blast_radius_row_arrow_and_postgres_agree() {
     check_view::<BlastRadiusRow>();
+}
+
+#[test]
+fn log_pattern_row_arrow_and_postgres_agree() {
+    check_view::<LogPatternRow>();
+}
+
+#[test]
+fn log_pattern_5m_row_arrow_and_postgres_agree() {
+    check_view::<LogPattern5mRow>();
+}
+
+#[test]
+fn log_pattern_new_row_arrow_and_postgres_agree() {
+    check_view::<LogPatternNewRow>();
 }

@@ -33,6 +33,7 @@ use crate::record::{DeadLetter, EventTime, LogRecord, MetricPoint, RawMessage, S
 use crate::time::WatermarkTracker;
 use crate::views::blast_radius::{blast_radius, BlastRadiusRow};
 use crate::views::call_graph_active::{active_graph, CallGraphActiveRow, CallGraphConfig, GraphEvent, TopoEdgeTimeRow};
+use crate::views::log_pattern::{mine, LogPattern5m, LogPatternConfig, LogPatternNewRow, LogPatternRow, MineEvent};
 use crate::views::metric_1m::Metric1m;
 use crate::views::service_call_5m::{ServiceCall5m, ServiceCall5mRow};
 use crate::views::ViewRow;
@@ -49,6 +50,8 @@ pub struct EngineConfig {
     /// `service_call_5m`, `call_graph_active`, `topo_edge_time` and `blast_radius`, when the
     /// job asks for them.
     pub service_call: Option<ServiceCallConfig>,
+    /// `log_pattern`, `log_pattern_5m` and `log_pattern_new`, when the job asks for them.
+    pub log_pattern: Option<LogPatternConfig>,
 }
 
 /// The span views' parameters.
@@ -175,7 +178,7 @@ pub fn build(
             Decoded::Span(_) => (4, d),
             Decoded::Log(_) => (5, d),
         });
-        let _logs = parts.pop().expect("6 parts").flat_map(|d| if let Decoded::Log(l) = d { Some(l) } else { None });
+        let logs = parts.pop().expect("6 parts").flat_map(|d| if let Decoded::Log(l) = d { Some(l) } else { None });
         let spans = parts.pop().expect("6 parts").flat_map(|d| if let Decoded::Span(s) = d { Some(s) } else { None });
         let counts = parts.pop().expect("6 parts").flat_map(|d| if let Decoded::Count(n) = d { Some(Out::Count(n)) } else { None });
         let decode_dead = parts.pop().expect("6 parts").flat_map(|d| if let Decoded::Dead(x) = d { Some(Out::Dead(x)) } else { None });
@@ -193,7 +196,10 @@ pub fn build(
             outs.extend(windowed_view(view, points, watermarks.clone()));
         }
         if let Some(calls) = config.service_call.clone() {
-            outs.extend(span_views(calls, spans, watermarks));
+            outs.extend(span_views(calls, spans, watermarks.clone()));
+        }
+        if let Some(patterns) = config.log_pattern.clone() {
+            outs.extend(log_views(patterns, logs, watermarks));
         }
         scope.concatenate(outs).probe_with(&probe).sink(Pipeline, "capture", {
             let mut reports: BTreeMap<u64, EpochReport> = BTreeMap::new();
@@ -422,6 +428,36 @@ fn span_views<'s>(config: ServiceCallConfig, spans: StreamVec<'s, u64, Span>, wa
     outs.push(final_windows::<TopoEdgeTimeRow>(topo_finals));
     outs.push(view_changes::<BlastRadiusRow>(blast_radius(edges, config.max_hops)));
     let _ = ServiceCall5mRow::VIEW;
+    outs
+}
+
+/// The log views: the miners, then `log_pattern_5m` (windowed), `log_pattern` and
+/// `log_pattern_new`.
+fn log_views<'s>(config: LogPatternConfig, logs: StreamVec<'s, u64, LogRecord>, watermarks: StreamVec<'s, u64, EventTime>) -> Vec<StreamVec<'s, u64, Out>> {
+    let view = LogPattern5m { window_ms: config.window_ms };
+    let events = mine(config, logs, watermarks.clone());
+    let mut parts = events.partition(4, |e| match e {
+        MineEvent::Hit(_) => (0, e),
+        MineEvent::Pattern(..) => (1, e),
+        MineEvent::New(..) => (2, e),
+        _ => (3, e),
+    });
+    let other = parts.pop().expect("4 parts").flat_map(|e| match e {
+        MineEvent::Late(d) => Some(Out::Dead(d)),
+        MineEvent::Counters(c) => Some(Out::Counters(vec![
+            ("miner.lines", c[0]),
+            ("miner.clusters_created", c[1]),
+            ("miner.generalisations", c[2]),
+            ("miner.evictions", c[3]),
+            ("miner.truncations", c[4]),
+        ])),
+        _ => None,
+    });
+    let new = parts.pop().expect("4 parts").flat_map(|e| if let MineEvent::New(r, d) = e { Some((r, d)) } else { None });
+    let patterns = parts.pop().expect("4 parts").flat_map(|e| if let MineEvent::Pattern(r, d) = e { Some((r, d)) } else { None });
+    let hits = parts.pop().expect("4 parts").flat_map(|e| if let MineEvent::Hit(h) = e { Some(h) } else { None });
+    let mut outs = vec![other, view_changes::<LogPatternRow>(patterns), view_changes::<LogPatternNewRow>(new)];
+    outs.extend(windowed_view(view, hits, watermarks));
     outs
 }
 

@@ -36,6 +36,7 @@ fn config(caller: CallerNaming) -> EngineConfig {
             graph: CallGraphConfig::default(),
             max_hops: 16,
         }),
+        log_pattern: None,
     }
 }
 

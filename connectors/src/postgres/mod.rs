@@ -69,6 +69,10 @@ pub struct Progress {
 /// An `ob_progress` row: epoch, watermark, positions (as text), updated_at.
 type ProgressRow = (i64, Option<DateTime<Utc>>, Option<bool>, String, DateTime<Utc>);
 
+/// A `log_pattern` row as [`PostgresSink::log_library`] returns it: `(tenant, fingerprint_id,
+/// pattern, sample_message, severity, first_seen ms, last_seen ms, count)`.
+pub type LibraryRow = (String, i64, String, String, String, i64, i64, i64);
+
 /// Writes view changes to Postgres, one transaction per frontier.
 ///
 /// Cheap to share (`&self` everywhere); the pool opens connections as needed. Table column types
@@ -248,6 +252,21 @@ impl PostgresSink {
             },
             updated_at,
         }))
+    }
+
+    /// The log template library as `log_pattern` holds it, for the miners to start from:
+    /// `(tenant, fingerprint_id, pattern, sample_message, severity, first_seen ms, last_seen ms,
+    /// count)`, ordered by tenant and first_seen.
+    pub async fn log_library(&self) -> Result<Vec<LibraryRow>, PostgresError> {
+        let sql = format!(
+            "SELECT tenant, fingerprint_id, pattern, sample_message, severity,              (extract(epoch from first_seen) * 1000)::bigint, (extract(epoch from last_seen) * 1000)::bigint, count              FROM {} ORDER BY tenant, first_seen, fingerprint_id",
+            qualified(&self.schema, "log_pattern")
+        );
+        sqlx::query_as(AssertSqlSafe(sql)).fetch_all(&self.pool).await.map_err(|source| PostgresError::Statement {
+            action: "select",
+            table: "log_pattern".to_owned(),
+            source,
+        })
     }
 
     /// The connection pool (for health checks and tests).

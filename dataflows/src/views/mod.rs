@@ -13,6 +13,7 @@ use crate::record::EventTime;
 
 pub mod blast_radius;
 pub mod call_graph_active;
+pub mod log_pattern;
 pub mod metric_1m;
 pub mod service_call_5m;
 
