@@ -199,8 +199,8 @@ pub fn run(spec: JobSpec, stop: Arc<AtomicBool>, stats: Arc<Stats>) -> Result<Ru
                 };
                 let library: Vec<LibraryEntry> = library
                     .into_iter()
-                    .map(|(tenant, fingerprint_id, pattern, sample_message, severity, first_seen, last_seen, count)| {
-                        LibraryEntry::from_row(&LogPatternRow { tenant, fingerprint_id, pattern, sample_message, severity, first_seen, last_seen, count })
+                    .map(|(tenant, fingerprint_id, pattern, sample_message, severity, first_seen, last_seen)| {
+                        LibraryEntry::from_row(&LogPatternRow { tenant, fingerprint_id, pattern, sample_message, severity, first_seen, last_seen })
                     })
                     .collect();
                 tracing::info!(templates = library.len(), "log template library loaded");

@@ -1,6 +1,7 @@
 -- Log views: the template library, its counts per 5 minutes, and templates new to a service.
 -- See dataflows/src/views/log_pattern.rs for the semantics. `log_pattern` is also the library
--- the miners reload at start, so fingerprint ids survive restarts.
+-- the miners reload at start, so fingerprint ids survive restarts. Counts are in log_pattern_5m
+-- (a restart re-reads open windows, so a running count in the library would count lines twice).
 
 CREATE TABLE IF NOT EXISTS log_pattern (
     tenant          text        NOT NULL,
@@ -10,7 +11,6 @@ CREATE TABLE IF NOT EXISTS log_pattern (
     severity        text        NOT NULL,  -- the worst severity seen: TRACE DEBUG INFO WARN ERROR FATAL
     first_seen      timestamptz NOT NULL,
     last_seen       timestamptz NOT NULL,
-    count           bigint      NOT NULL,
     PRIMARY KEY (tenant, fingerprint_id)
 );
 

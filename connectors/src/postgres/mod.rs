@@ -70,8 +70,8 @@ pub struct Progress {
 type ProgressRow = (i64, Option<DateTime<Utc>>, Option<bool>, String, DateTime<Utc>);
 
 /// A `log_pattern` row as [`PostgresSink::log_library`] returns it: `(tenant, fingerprint_id,
-/// pattern, sample_message, severity, first_seen ms, last_seen ms, count)`.
-pub type LibraryRow = (String, i64, String, String, String, i64, i64, i64);
+/// pattern, sample_message, severity, first_seen ms, last_seen ms)`.
+pub type LibraryRow = (String, i64, String, String, String, i64, i64);
 
 /// Writes view changes to Postgres, one transaction per frontier.
 ///
@@ -255,11 +255,11 @@ impl PostgresSink {
     }
 
     /// The log template library as `log_pattern` holds it, for the miners to start from:
-    /// `(tenant, fingerprint_id, pattern, sample_message, severity, first_seen ms, last_seen ms,
-    /// count)`, ordered by tenant and first_seen.
+    /// `(tenant, fingerprint_id, pattern, sample_message, severity, first_seen ms, last_seen ms)`,
+    /// ordered by tenant and first_seen.
     pub async fn log_library(&self) -> Result<Vec<LibraryRow>, PostgresError> {
         let sql = format!(
-            "SELECT tenant, fingerprint_id, pattern, sample_message, severity,              (extract(epoch from first_seen) * 1000)::bigint, (extract(epoch from last_seen) * 1000)::bigint, count              FROM {} ORDER BY tenant, first_seen, fingerprint_id",
+            "SELECT tenant, fingerprint_id, pattern, sample_message, severity,              (extract(epoch from first_seen) * 1000)::bigint, (extract(epoch from last_seen) * 1000)::bigint              FROM {} ORDER BY tenant, first_seen, fingerprint_id",
             qualified(&self.schema, "log_pattern")
         );
         sqlx::query_as(AssertSqlSafe(sql)).fetch_all(&self.pool).await.map_err(|source| PostgresError::Statement {

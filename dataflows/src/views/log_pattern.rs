@@ -8,7 +8,8 @@
 //!
 //! - **`log_pattern`**, key `tenant, fingerprint_id`: the library: `pattern` (the template,
 //!   `<*>` for variables), `sample_message`, `severity` (the worst seen), `first_seen`,
-//!   `last_seen`, `count`. Updated as templates appear, generalise or are hit; retracted when the
+//!   `last_seen` (counts are in `log_pattern_5m`, where a restart cannot count a line twice).
+//!   Updated as templates appear, generalise or are hit; retracted when the
 //!   per-tenant cluster cap evicts a template. Fingerprint ids are stable: an id is a hash of the
 //!   tenant and the masked tokens of the template's first line, kept as the template
 //!   generalises, and the library is reloaded from this table at start
@@ -92,7 +93,6 @@ pub struct LogPatternRow {
     pub severity: String,
     pub first_seen: EventTime,
     pub last_seen: EventTime,
-    pub count: i64,
 }
 
 /// One row of `log_pattern_new`.
@@ -148,7 +148,8 @@ impl LibraryEntry {
             record: ClusterRecord {
                 id: row.fingerprint_id as u64,
                 template: row.pattern.split(' ').map(str::to_owned).collect(),
-                size: row.count.max(0) as u64,
+                // Counts live in log_pattern_5m (exact across restarts); the library keeps none.
+                size: 0,
                 first_seen: row.first_seen,
                 last_seen: row.last_seen,
                 sample: row.sample_message.clone(),
@@ -286,7 +287,6 @@ fn pattern_row(tenant: &str, record: ClusterRecord, severity: u8) -> LogPatternR
         severity: severity_name(severity).to_owned(),
         first_seen: record.first_seen,
         last_seen: record.last_seen,
-        count: record.size as i64,
     }
 }
 
@@ -456,7 +456,6 @@ impl ViewRow for LogPatternRow {
             Field::new("severity", DataType::Utf8, false),
             timestamp_field("first_seen", false),
             timestamp_field("last_seen", false),
-            Field::new("count", DataType::Int64, false),
         ]))
     }
     fn to_batch(rows: &[&Self]) -> Result<RecordBatch, ArrowError> {
@@ -468,7 +467,6 @@ impl ViewRow for LogPatternRow {
             Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.severity.as_str()))),
             micros(rows.iter().map(|r| r.first_seen)),
             micros(rows.iter().map(|r| r.last_seen)),
-            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.count))),
         ];
         RecordBatch::try_new(Self::schema(), columns)
     }
@@ -552,7 +550,7 @@ mod tests {
         assert_eq!(h.iter().map(|h| h.error).collect::<Vec<_>>(), [false, false, true, true]);
         let rows: BTreeMap<i64, LogPatternRow> = patterns(&out).into_iter().filter(|(_, d)| *d > 0).map(|(r, _)| (r.fingerprint_id, r)).collect();
         let err = &rows[&(h[2].fingerprint as i64)];
-        assert_eq!((err.severity.as_str(), err.count, err.first_seen, err.last_seen), ("ERROR", 2, T0 + 2, T0 + 3));
+        assert_eq!((err.severity.as_str(), err.first_seen, err.last_seen), ("ERROR", T0 + 2, T0 + 3));
         assert!(err.pattern.contains("<*>"), "{}", err.pattern);
         assert_eq!(err.sample_message, "connection to 10.0.0.12:5432 refused after 3 retries");
     }
@@ -580,10 +578,10 @@ mod tests {
         );
         let again: BTreeSet<u64> = hits(&out).iter().map(|h| h.fingerprint).collect();
         assert_eq!(again, ids);
-        // The reloaded rows are updated (count and last_seen move on), not duplicated.
+        // The reloaded rows are updated (last_seen moves on), not duplicated.
         let updated = patterns(&out);
-        assert!(updated.iter().any(|(r, d)| *d == -1 && r.count == 2), "{updated:?}");
-        assert!(updated.iter().any(|(r, d)| *d == 1 && r.count == 3), "{updated:?}");
+        assert!(updated.iter().any(|(r, d)| *d == -1 && r.last_seen == T0 + 3), "{updated:?}");
+        assert!(updated.iter().any(|(r, d)| *d == 1 && r.last_seen == T0 + 11), "{updated:?}");
     }
 
     #[test]
