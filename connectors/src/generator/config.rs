@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::GeneratorError;
+use super::{GeneratedSignal, GeneratorError};
 
 /// Fewest services an estate can have: enough for every tier, a database, a queue and an
 /// external dependency, and a call graph worth looking at.
@@ -37,6 +37,7 @@ const MAX_DISORDER_DELAY: Duration = Duration::from_secs(86_400);
 /// pace: fast
 /// duration: 6h
 /// disorder: { max_delay: 20s, late_fraction: 0.01, late_by: 3m }
+/// signals: [metrics, spans]
 /// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -56,7 +57,8 @@ pub struct GeneratorConfig {
     /// `default` is written as the resource attribute `tenant.id`. Default `[default]`.
     #[serde(default = "default_tenants")]
     pub tenants: Vec<String>,
-    /// Event time between two scrapes of a pod's metrics, as a duration (`"10s"`). Default 10s.
+    /// Event time between two ticks, as a duration (`"10s"`): two scrapes of a pod's metrics,
+    /// two batches of a service's spans. Default 10s.
     #[serde(default = "default_scrape_interval", with = "humantime_serde")]
     pub scrape_interval: Duration,
     /// Event time of the first scrape (RFC 3339). Default: the wall clock when the generator is
@@ -78,6 +80,10 @@ pub struct GeneratorConfig {
     /// Out-of-order and late arrivals. Default: none, messages arrive in event-time order.
     #[serde(default)]
     pub disorder: Disorder,
+    /// The signals to generate, each on its own partition (`metrics`, `spans`, `logs`).
+    /// Default: every signal.
+    #[serde(default = "default_signals")]
+    pub signals: Vec<GeneratedSignal>,
 }
 
 /// How the generator paces its output.
@@ -137,6 +143,10 @@ fn default_scrape_interval() -> Duration {
     Duration::from_secs(10)
 }
 
+fn default_signals() -> Vec<GeneratedSignal> {
+    GeneratedSignal::ALL.to_vec()
+}
+
 fn default_speed() -> f64 {
     1.0
 }
@@ -166,6 +176,7 @@ impl Default for GeneratorConfig {
             speed: default_speed(),
             duration: None,
             disorder: Disorder::default(),
+            signals: default_signals(),
         }
     }
 }
@@ -248,6 +259,17 @@ impl GeneratorConfig {
                 "is zero. Leave it out to run without end.".to_owned(),
             ));
         }
+        if self.signals.is_empty() {
+            return Err(invalid(
+                "signals",
+                "is empty. Name at least one signal, e.g. `[metrics]`.".to_owned(),
+            ));
+        }
+        for (i, signal) in self.signals.iter().enumerate() {
+            if self.signals[..i].contains(signal) {
+                return Err(invalid("signals", format!("names `{}` twice", signal.name())));
+            }
+        }
         self.disorder.validate()
     }
 }
@@ -309,6 +331,7 @@ mod tests {
         assert_eq!(cfg.scrape_interval, Duration::from_secs(10));
         assert_eq!(cfg.pace, Pace::Realtime);
         assert_eq!(cfg.disorder.late_by, Duration::from_secs(180));
+        assert_eq!(cfg.signals, GeneratedSignal::ALL);
     }
 
     #[test]
@@ -329,6 +352,9 @@ mod tests {
         cfg.validate().unwrap();
         let empty: GeneratorConfig = serde_json::from_str("{}").unwrap();
         assert_eq!(empty, GeneratorConfig::default());
+        let spans: GeneratorConfig = serde_json::from_str(r#"{"signals": ["spans"]}"#).unwrap();
+        assert_eq!(spans.signals, vec![GeneratedSignal::Spans]);
+        assert!(serde_json::from_str::<GeneratorConfig>(r#"{"signals": ["traces"]}"#).is_err());
     }
 
     #[test]
@@ -439,5 +465,19 @@ mod tests {
             ..ok()
         };
         assert_eq!(refused(&slow), "disorder.max_delay");
+        assert_eq!(
+            refused(&GeneratorConfig {
+                signals: vec![],
+                ..ok()
+            }),
+            "signals"
+        );
+        assert_eq!(
+            refused(&GeneratorConfig {
+                signals: vec![GeneratedSignal::Spans, GeneratedSignal::Spans],
+                ..ok()
+            }),
+            "signals"
+        );
     }
 }

@@ -10,7 +10,7 @@
 //! - the **conditions** ([`Conditions`]): the state of every service at a moment of event time
 //!   (load, latency, errors, CPU, memory, revision), folded from the estate, the timeline and
 //!   the time of day;
-//! - one **emitter** per signal, each writing its own partition: metrics today.
+//! - one **emitter** per signal, each writing its own partition: metrics, spans and logs.
 //!
 //! Every byte of output depends only on the configuration and the start time: randomness is
 //! keyed by coordinates (seed, signal, scrape, pod), not drawn from a shared stream, and
@@ -29,9 +29,11 @@
 //! };
 //! let mut generator = Generator::new(&cfg)?;
 //! let pods = generator.estate().pod_count();
+//! let services = generator.estate().services.len();
 //! let mut records = Vec::new();
 //! while generator.poll(1000, Duration::ZERO, &mut records)? == Poll::Open {}
-//! assert_eq!(records.len(), 6 * pods); // six scrapes of every pod
+//! // Six ticks: a scrape of every pod, and a batch of spans and one of logs from every service.
+//! assert_eq!(records.len(), 6 * (pods + 2 * services));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
@@ -41,6 +43,8 @@
 //! - `timeline`: incidents at offsets from the start ([`Timeline::build`]).
 //! - `conditions`: per-service state at a moment, shared by every signal.
 //! - `metrics`: the metrics emitter (OTLP `ExportMetricsServiceRequest`, one per pod and scrape).
+//! - `spans`: the spans emitter (OTLP `ExportTraceServiceRequest`, one per service and tick).
+//! - `logs`: the logs emitter (OTLP `ExportLogsServiceRequest`, one per service and tick).
 //! - `schedule`: arrival order with deterministic disorder, per partition.
 //! - `noise`: pseudo-random values keyed by coordinates.
 //! - `wire`: protobuf field writing for the emitters' hot paths.
@@ -48,18 +52,20 @@
 //! # Adding a signal
 //! A signal is a [`GeneratedSignal`] variant (its partition is its position in
 //! [`GeneratedSignal::ALL`]), an emitter that turns `(tick, unit)` into one encoded message from
-//! the estate, timeline and conditions, and an `Emitter` variant. Spans will walk the call graph
+//! the estate, timeline and conditions, and an `Emitter` variant. Spans walk the call graph
 //! from the edge tier with each service's conditions (client and server spans, virtual nodes
-//! for databases, queues and external hosts); logs will pick templates per service at rates
-//! from its conditions, with error templates from faulty revisions; Kubernetes watch events
+//! for databases, queues and external hosts); logs pick templates per service at rates from
+//! its conditions, with an error template only faulty revisions write; Kubernetes watch events
 //! will turn the timeline's changes into Deployment, ReplicaSet and Pod objects.
 
 mod conditions;
 mod config;
 mod estate;
+mod logs;
 mod metrics;
 mod noise;
 mod schedule;
+mod spans;
 mod timeline;
 mod wire;
 
@@ -76,10 +82,14 @@ pub use conditions::{Conditions, ServiceConditions, diurnal};
 pub use config::{Disorder, GeneratorConfig, MAX_SERVICES, MIN_SERVICES, Pace};
 pub use estate::{Edge, Estate, Route, Service, Target, Tier};
 pub use metrics::{DURATION_BOUNDS, METRIC_NAMES, points_per_message};
+pub use logs::FAULT_LOG_PREFIX;
+pub use spans::{ADJUSTED_COUNT, QUEUE_CONSUMERS, SAMPLING_ATTRIBUTE};
 pub use timeline::{Change, Deploy, Fault, Incident, Revision, Timeline};
 
 use metrics::MetricsEmitter;
 use schedule::{Schedule, ScheduleSpec};
+use logs::LogsEmitter;
+use spans::SpansEmitter;
 
 /// Errors of the generator.
 #[derive(Debug, thiserror::Error)]
@@ -102,21 +112,32 @@ pub enum GeneratorError {
     },
 }
 
-/// The signals the generator writes, one partition each.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// The signals the generator writes, one partition each; in a config, by [`name`](Self::name).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum GeneratedSignal {
     /// OTLP `ExportMetricsServiceRequest` as protobuf, one per pod and scrape.
     Metrics,
+    /// OTLP `ExportTraceServiceRequest` as protobuf, one per service and tick.
+    Spans,
+    /// OTLP `ExportLogsServiceRequest` as protobuf, one per service and tick.
+    Logs,
 }
 
 impl GeneratedSignal {
     /// Every signal, in partition order.
-    pub const ALL: [GeneratedSignal; 1] = [GeneratedSignal::Metrics];
+    pub const ALL: [GeneratedSignal; 3] = [
+        GeneratedSignal::Metrics,
+        GeneratedSignal::Spans,
+        GeneratedSignal::Logs,
+    ];
 
     /// The stream name, as in the partition name `generator:<name>`.
     pub fn name(self) -> &'static str {
         match self {
             GeneratedSignal::Metrics => "metrics",
+            GeneratedSignal::Spans => "spans",
+            GeneratedSignal::Logs => "logs",
         }
     }
 
@@ -124,6 +145,8 @@ impl GeneratedSignal {
     pub fn partition(self) -> u32 {
         match self {
             GeneratedSignal::Metrics => 0,
+            GeneratedSignal::Spans => 1,
+            GeneratedSignal::Logs => 2,
         }
     }
 }
@@ -151,14 +174,43 @@ impl World {
 /// The emitter behind a partition.
 enum Emitter {
     Metrics(MetricsEmitter),
+    Spans(SpansEmitter),
+    Logs(LogsEmitter),
 }
 
 impl Emitter {
-    fn encode(&mut self, world: &World, tick: u64, unit: u64) -> Vec<u8> {
+    fn new(signal: GeneratedSignal, world: &World) -> Emitter {
+        match signal {
+            GeneratedSignal::Metrics => Emitter::Metrics(MetricsEmitter::new(world)),
+            GeneratedSignal::Spans => Emitter::Spans(SpansEmitter::new(world)),
+            GeneratedSignal::Logs => Emitter::Logs(LogsEmitter::new(world)),
+        }
+    }
+
+    /// Messages per tick.
+    fn units(&self) -> usize {
         match self {
-            Emitter::Metrics(m) => {
-                m.encode(world, tick, usize::try_from(unit).unwrap_or(usize::MAX))
-            }
+            Emitter::Metrics(m) => m.units(),
+            Emitter::Spans(s) => s.units(),
+            Emitter::Logs(l) => l.units(),
+        }
+    }
+
+    /// Keeps the arrival delays of the partitions apart.
+    fn delay_tag(&self) -> u64 {
+        match self {
+            Emitter::Metrics(_) => noise::tag::METRICS_DELAY,
+            Emitter::Spans(_) => spans::DELAY_TAG,
+            Emitter::Logs(_) => logs::DELAY_TAG,
+        }
+    }
+
+    fn encode(&mut self, world: &World, tick: u64, unit: u64) -> Vec<u8> {
+        let unit = usize::try_from(unit).unwrap_or(usize::MAX);
+        match self {
+            Emitter::Metrics(m) => m.encode(world, tick, unit),
+            Emitter::Spans(s) => s.encode(world, tick, unit),
+            Emitter::Logs(l) => l.encode(world, tick, unit),
         }
     }
 }
@@ -173,8 +225,12 @@ struct Stream {
 
 /// The built-in generator as a [`Source`].
 ///
-/// Partitions: index 0 is `generator:metrics`. Offsets are sequence numbers per partition from
-/// 0, in the order records are handed out. [`Source::commit`] is a no-op: the generator keeps
+/// Partitions: index `p` is `generator:<name>` of the signal whose [`partition`] is `p` (0
+/// metrics, 1 spans, 2 logs), listed up to the highest selected one so that an index always
+/// names the same signal; a partition of a signal that is not selected stays empty. Offsets are
+/// sequence numbers per partition from 0, in the order records are handed out.
+///
+/// [`partition`]: GeneratedSignal::partition [`Source::commit`] is a no-op: the generator keeps
 /// no state worth restoring, and a new one with the same configuration and start replays the
 /// same records.
 pub struct Generator {
@@ -219,22 +275,29 @@ impl Generator {
             start_ns,
             interval_ns,
         };
-        let metrics = MetricsEmitter::new(&world);
-        let schedule = Schedule::new(ScheduleSpec {
-            seed: cfg.seed,
-            delay_tag: noise::tag::METRICS_DELAY,
-            start_ns,
-            interval_ns,
-            ticks,
-            units: metrics.units() as u64,
-            disorder: &cfg.disorder,
-        });
-        let streams = vec![Stream {
-            signal: GeneratedSignal::Metrics,
-            emitter: Emitter::Metrics(metrics),
-            schedule,
-            next_offset: 0,
-        }];
+        // In partition order, so that ties in arrival go to the lower partition.
+        let streams = GeneratedSignal::ALL
+            .into_iter()
+            .filter(|s| cfg.signals.contains(s))
+            .map(|signal| {
+                let emitter = Emitter::new(signal, &world);
+                let schedule = Schedule::new(ScheduleSpec {
+                    seed: cfg.seed,
+                    delay_tag: emitter.delay_tag(),
+                    start_ns,
+                    interval_ns,
+                    ticks,
+                    units: emitter.units() as u64,
+                    disorder: &cfg.disorder,
+                });
+                Stream {
+                    signal,
+                    emitter,
+                    schedule,
+                    next_offset: 0,
+                }
+            })
+            .collect();
         tracing::debug!(
             services = cfg.services,
             pods = world.estate.pod_count(),
@@ -360,10 +423,17 @@ impl Source for Generator {
     }
 
     fn partitions(&self) -> Vec<PartitionInfo> {
-        self.streams
+        let listed = self
+            .streams
             .iter()
+            .map(|s| s.signal.partition() + 1)
+            .max()
+            .unwrap_or(0);
+        GeneratedSignal::ALL
+            .into_iter()
+            .filter(|s| s.partition() < listed)
             .map(|s| PartitionInfo {
-                name: format!("generator:{}", s.signal.name()),
+                name: format!("generator:{}", s.name()),
                 replay_until: None,
                 max_event_time: None,
             })

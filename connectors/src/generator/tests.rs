@@ -1,4 +1,5 @@
-//! Tests of the generator as a whole: determinism, the estate's shape, the messages, pacing.
+//! Tests of the generator as a whole: determinism, the estate's shape, the messages (metrics,
+//! spans and logs), pacing.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -6,7 +7,9 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::metrics::v1::{AggregationTemporality, metric, number_data_point};
+use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, status::StatusCode};
 use prost::Message;
 
 use super::*;
@@ -22,6 +25,14 @@ fn fast(minutes: u64) -> GeneratorConfig {
         pace: Pace::Fast,
         duration: Some(Duration::from_secs(minutes * 60)),
         ..GeneratorConfig::default()
+    }
+}
+
+/// `cfg` with the metrics signal only.
+fn metrics_only(cfg: GeneratorConfig) -> GeneratorConfig {
+    GeneratorConfig {
+        signals: vec![GeneratedSignal::Metrics],
+        ..cfg
     }
 }
 
@@ -101,11 +112,15 @@ fn output_does_not_depend_on_poll_sizes_or_instances() {
     assert!(!one.is_empty());
     assert_eq!(one, seven);
     assert_eq!(one, many);
-    assert!(
-        one.iter()
-            .enumerate()
-            .all(|(i, r)| r.offset == i as u64 && r.partition == 0)
-    );
+    for signal in GeneratedSignal::ALL {
+        let offsets: Vec<u64> = one
+            .iter()
+            .filter(|r| r.partition == signal.partition())
+            .map(|r| r.offset)
+            .collect();
+        assert!(!offsets.is_empty(), "{signal:?}");
+        assert!(offsets.iter().enumerate().all(|(i, &o)| o == i as u64));
+    }
 }
 
 #[test]
@@ -199,10 +214,10 @@ fn estate_is_a_connected_dag_with_virtual_dependencies() {
 
 #[test]
 fn messages_carry_the_pod_resource_and_every_point() {
-    let cfg = GeneratorConfig {
+    let cfg = metrics_only(GeneratorConfig {
         tenants: vec!["default".into(), "acme".into()],
         ..fast(1)
-    };
+    });
     let generator = Generator::new(&cfg).unwrap();
     let estate = generator.estate().clone();
     let records = drain(&cfg, 1000);
@@ -276,7 +291,7 @@ fn messages_carry_the_pod_resource_and_every_point() {
 
 #[test]
 fn histograms_are_consistent_with_counts() {
-    let records = drain(&fast(3), 1000);
+    let records = drain(&metrics_only(fast(3)), 1000);
     let mut requests_seen = 0;
     for record in &records {
         let req = decode(record);
@@ -343,10 +358,10 @@ fn histograms_are_consistent_with_counts() {
 #[test]
 fn load_follows_the_time_of_day() {
     let total = |start: &str| -> u64 {
-        let cfg = GeneratorConfig {
+        let cfg = metrics_only(GeneratorConfig {
             start: Some(at(start)),
             ..fast(2)
-        };
+        });
         drain(&cfg, 1000)
             .iter()
             .map(|r| requests(&decode(r)).0)
@@ -364,7 +379,7 @@ fn load_follows_the_time_of_day() {
 
 #[test]
 fn bad_deploy_shows_in_the_victims_metrics() {
-    let cfg = fast(20);
+    let cfg = metrics_only(fast(20));
     let generator = Generator::new(&cfg).unwrap();
     let (estate, timeline) = (generator.estate().clone(), generator.timeline().clone());
     let bad = timeline
@@ -416,10 +431,10 @@ fn bad_deploy_shows_in_the_victims_metrics() {
 
 #[test]
 fn duration_bounds_the_output_exactly() {
-    let cfg = GeneratorConfig {
+    let cfg = metrics_only(GeneratorConfig {
         duration: Some(Duration::from_secs(95)),
         ..fast(0)
-    };
+    });
     let mut generator = Generator::new(&cfg).unwrap();
     let pods = generator.estate().pod_count();
     let mut out = Vec::new();
@@ -441,14 +456,14 @@ fn duration_bounds_the_output_exactly() {
 #[test]
 fn disorder_delivers_late_messages_once() {
     let late_by = Duration::from_secs(180);
-    let cfg = GeneratorConfig {
+    let cfg = metrics_only(GeneratorConfig {
         disorder: Disorder {
             max_delay: Duration::from_secs(15),
             late_fraction: 0.03,
             late_by,
         },
         ..fast(20)
-    };
+    });
     let generator = Generator::new(&cfg).unwrap();
     let pods = generator.estate().pod_count();
     let records = drain(&cfg, 333);
@@ -487,13 +502,13 @@ fn disorder_delivers_late_messages_once() {
 
 #[test]
 fn realtime_pacing_follows_the_sped_up_clock() {
-    let cfg = GeneratorConfig {
+    let cfg = metrics_only(GeneratorConfig {
         start: Some(at("2026-03-02T09:00:00Z")),
         pace: Pace::Realtime,
         speed: 600.0,
         duration: Some(Duration::from_secs(3600)),
         ..GeneratorConfig::default()
-    };
+    });
     let mut generator = Generator::new(&cfg).unwrap();
     let pods = generator.estate().pod_count();
     let started = Instant::now();
@@ -530,7 +545,7 @@ fn realtime_pacing_follows_the_sped_up_clock() {
 
 #[test]
 fn realtime_default_start_is_the_floored_wall_clock() {
-    let cfg = GeneratorConfig::default();
+    let cfg = metrics_only(GeneratorConfig::default());
     let before = Utc::now();
     let mut generator = Generator::new(&cfg).unwrap();
     let start = generator.start();
@@ -555,15 +570,28 @@ fn realtime_default_start_is_the_floored_wall_clock() {
 
 #[test]
 fn partitions_and_signals() {
-    let generator = Generator::new(&fast(1)).unwrap();
-    let partitions = generator.partitions();
-    assert_eq!(partitions.len(), 1);
-    assert_eq!(partitions[0].name, "generator:metrics");
+    let names = |cfg: &GeneratorConfig| -> Vec<String> {
+        let generator = Generator::new(cfg).unwrap();
+        generator.partitions().into_iter().map(|p| p.name).collect()
+    };
+    assert_eq!(names(&fast(1)), ["generator:metrics", "generator:spans", "generator:logs"]);
+    assert_eq!(names(&metrics_only(fast(1))), ["generator:metrics"]);
+    // An index always names the same signal: a spans-only generator lists an empty metrics
+    // partition before its own.
+    let spans_only = GeneratorConfig {
+        signals: vec![GeneratedSignal::Spans],
+        ..fast(1)
+    };
+    assert_eq!(names(&spans_only), ["generator:metrics", "generator:spans"]);
+    let records = drain(&spans_only, 1000);
+    assert!(!records.is_empty() && records.iter().all(|r| r.partition == 1));
     assert_eq!(
         Generator::partition_signal(0),
         Some(GeneratedSignal::Metrics)
     );
-    assert_eq!(Generator::partition_signal(1), None);
+    assert_eq!(Generator::partition_signal(1), Some(GeneratedSignal::Spans));
+    assert_eq!(Generator::partition_signal(2), Some(GeneratedSignal::Logs));
+    assert_eq!(Generator::partition_signal(3), None);
 }
 
 #[test]
@@ -596,11 +624,11 @@ fn large_estates_build_and_scrape_quickly() {
     let started = Instant::now();
     let estate = Estate::build(3, MAX_SERVICES, 1);
     assert_eq!(estate.services.len(), MAX_SERVICES);
-    let cfg = GeneratorConfig {
+    let cfg = metrics_only(GeneratorConfig {
         services: 2_000,
         pods_per_service: 2,
         ..fast(0)
-    };
+    });
     let cfg = GeneratorConfig {
         duration: Some(Duration::from_secs(20)),
         ..cfg
@@ -612,4 +640,572 @@ fn large_estates_build_and_scrape_quickly() {
         "took {:?}",
         started.elapsed()
     );
+}
+
+/// `cfg` with the spans signal only.
+fn spans_only(cfg: GeneratorConfig) -> GeneratorConfig {
+    GeneratorConfig {
+        signals: vec![GeneratedSignal::Spans],
+        ..cfg
+    }
+}
+
+/// One span as a test sees it: where it came from and what it says.
+#[derive(Clone, Debug)]
+struct SeenSpan {
+    /// Offset of its message in the spans partition.
+    message: u64,
+    service: String,
+    pod: String,
+    kind: SpanKind,
+    trace_id: Vec<u8>,
+    span_id: Vec<u8>,
+    parent: Option<Vec<u8>>,
+    start: u64,
+    end: u64,
+    error: bool,
+    attributes: Vec<KeyValue>,
+}
+
+/// Decodes every spans record (with prost) into the spans of its messages.
+fn seen_spans(records: &[RawRecord]) -> Vec<SeenSpan> {
+    let mut out = Vec::new();
+    for record in records.iter().filter(|r| r.partition == GeneratedSignal::Spans.partition()) {
+        let req = ExportTraceServiceRequest::decode(record.payload.as_slice()).unwrap();
+        for rs in req.resource_spans {
+            let attrs = &rs.resource.as_ref().unwrap().attributes;
+            let service = str_attr(attrs, "service.name").unwrap();
+            let pod = str_attr(attrs, "k8s.pod.name").unwrap();
+            for span in rs.scope_spans.into_iter().flat_map(|ss| ss.spans) {
+                out.push(SeenSpan {
+                    message: record.offset,
+                    service: service.to_owned(),
+                    pod: pod.to_owned(),
+                    kind: SpanKind::try_from(span.kind).unwrap(),
+                    parent: (!span.parent_span_id.is_empty()).then_some(span.parent_span_id),
+                    trace_id: span.trace_id,
+                    span_id: span.span_id,
+                    start: span.start_time_unix_nano,
+                    end: span.end_time_unix_nano,
+                    error: span
+                        .status
+                        .is_some_and(|s| s.code == StatusCode::Error as i32),
+                    attributes: span.attributes,
+                });
+            }
+        }
+    }
+    out
+}
+
+fn int_attr(attrs: &[KeyValue], key: &str) -> Option<i64> {
+    match attr(attrs, key) {
+        Some(any_value::Value::IntValue(i)) => Some(*i),
+        _ => None,
+    }
+}
+
+#[test]
+fn spans_decode_as_otlp_with_one_message_per_service_and_tick() {
+    let cfg = spans_only(GeneratorConfig {
+        tenants: vec!["default".into(), "acme".into()],
+        ..fast(2)
+    });
+    let generator = Generator::new(&cfg).unwrap();
+    let estate = generator.estate().clone();
+    let start_ns = generator.start().timestamp_nanos_opt().unwrap() as u64;
+    let records = drain(&cfg, 1000);
+    let ticks = 12;
+    assert_eq!(records.len(), ticks * estate.services.len());
+    let mut last_end: HashMap<Vec<u8>, u64> = HashMap::new();
+    let mut trace_tick: HashMap<Vec<u8>, u64> = HashMap::new();
+    for (i, record) in records.iter().enumerate() {
+        assert_eq!((record.partition, record.offset), (1, i as u64));
+        let req = ExportTraceServiceRequest::decode(record.payload.as_slice()).unwrap();
+        assert_eq!(req.encode_to_vec(), record.payload);
+        // Services in estate order, every tick; one resource per pod that exported spans.
+        let s = i % estate.services.len();
+        let tick_ns = start_ns + (i / estate.services.len()) as u64 * 10_000_000_000;
+        let svc = &estate.services[s];
+        assert!(req.resource_spans.len() <= svc.pods.len());
+        for rs in &req.resource_spans {
+            let attrs = &rs.resource.as_ref().unwrap().attributes;
+            assert_eq!(str_attr(attrs, "service.name"), Some(svc.name.as_str()));
+            assert_eq!(str_attr(attrs, "service.namespace"), Some(svc.namespace.as_str()));
+            assert_eq!(str_attr(attrs, "k8s.namespace.name"), Some(svc.namespace.as_str()));
+            assert_eq!(str_attr(attrs, "k8s.deployment.name"), Some(svc.name.as_str()));
+            assert_eq!(str_attr(attrs, "service.version"), Some(svc.version.as_str()));
+            let pod = str_attr(attrs, "k8s.pod.name").unwrap();
+            assert!(svc.pods.iter().any(|p| p == pod), "{pod}");
+            assert_eq!(str_attr(attrs, "service.instance.id"), Some(pod));
+            assert_eq!(
+                str_attr(attrs, "tenant.id"),
+                if s % 2 == 1 { Some("acme") } else { None }
+            );
+            for span in rs.scope_spans.iter().flat_map(|ss| &ss.spans) {
+                assert_eq!(span.trace_id.len(), 16);
+                assert_eq!(span.span_id.len(), 8);
+                assert!(span.trace_id.iter().any(|&b| b != 0) && span.span_id.iter().any(|&b| b != 0));
+                assert!(matches!(span.parent_span_id.len(), 0 | 8));
+                assert!(!span.name.is_empty());
+                // Exported at the tick: the traces that ended in the interval before it.
+                assert!(span.start_time_unix_nano <= span.end_time_unix_nano);
+                assert!(
+                    span.end_time_unix_nano <= tick_ns && span.end_time_unix_nano > tick_ns - 20_000_000_000,
+                    "span of tick {tick_ns} ends at {}",
+                    span.end_time_unix_nano
+                );
+                let end = last_end.entry(span.trace_id.clone()).or_insert(0);
+                *end = (*end).max(span.end_time_unix_nano);
+                trace_tick.insert(span.trace_id.clone(), tick_ns);
+                assert_eq!(int_attr(&span.attributes, SAMPLING_ATTRIBUTE), Some(ADJUSTED_COUNT));
+            }
+        }
+    }
+    for (trace, end) in &last_end {
+        let tick_ns = trace_tick[trace];
+        assert!(*end > tick_ns - 10_000_000_000, "a trace's last span ends within its tick's interval");
+    }
+    // Volume: about a thousand spans per second of event time at this hour, a few hundred
+    // sampled traces a minute.
+    let spans = seen_spans(&records);
+    let per_second = spans.len() as f64 / 120.0;
+    assert!((300.0..5_000.0).contains(&per_second), "{per_second} spans/s");
+    let traces: HashSet<&Vec<u8>> = spans.iter().map(|s| &s.trace_id).collect();
+    assert!(traces.len() > 100, "{} traces", traces.len());
+    let ids: HashSet<(&Vec<u8>, &Vec<u8>)> = spans.iter().map(|s| (&s.trace_id, &s.span_id)).collect();
+    assert_eq!(ids.len(), spans.len(), "span ids are unique");
+}
+
+/// Checks the parent-child structure of the spans of one run (no disorder): see the test below.
+fn check_call_structure(cfg: &GeneratorConfig) -> HashMap<SpanKind, usize> {
+    let generator = Generator::new(cfg).unwrap();
+    let estate = generator.estate().clone();
+    let services = estate.services.len() as u64;
+    let index: HashMap<&str, usize> = estate
+        .services
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.name.as_str(), i))
+        .collect();
+    let spans = seen_spans(&drain(cfg, 1000));
+    let by_id: HashMap<(&[u8], &[u8]), &SeenSpan> = spans
+        .iter()
+        .map(|s| ((s.trace_id.as_slice(), s.span_id.as_slice()), s))
+        .collect();
+    let calls = |src: &str, dst: &Target| estate.calls_from(index[src]).any(|e| e.dst == *dst);
+    let parents: HashSet<(&[u8], &[u8])> = spans
+        .iter()
+        .filter_map(|s| Some((s.trace_id.as_slice(), s.parent.as_deref()?)))
+        .collect();
+    let mut kinds: HashMap<SpanKind, usize> = HashMap::new();
+    for span in &spans {
+        *kinds.entry(span.kind).or_default() += 1;
+        let Some(parent_id) = &span.parent else {
+            // Roots: user requests at the edge, from uninstrumented callers.
+            assert_eq!(span.kind, SpanKind::Server);
+            assert_eq!(estate.services[index[span.service.as_str()]].tier, Tier::Edge);
+            assert!(str_attr(&span.attributes, "client.address").is_some());
+            continue;
+        };
+        let parent = by_id[&(span.trace_id.as_slice(), parent_id.as_slice())];
+        let tick = |s: &SeenSpan| s.message / services;
+        assert_eq!(tick(parent), tick(span), "a trace's spans are exported in the same tick");
+        match span.kind {
+            SpanKind::Server | SpanKind::Consumer => {
+                // A call from another service: its CLIENT (PRODUCER) span, in the caller's message.
+                let expected = if span.kind == SpanKind::Server {
+                    SpanKind::Client
+                } else {
+                    SpanKind::Producer
+                };
+                assert_eq!(parent.kind, expected);
+                assert_ne!(parent.message, span.message);
+                assert_ne!(parent.service, span.service);
+                if span.kind == SpanKind::Server {
+                    assert!(calls(&parent.service, &Target::Service(index[span.service.as_str()])));
+                    assert!(parent.start <= span.start && span.end <= parent.end, "the call covers its server span");
+                    assert_eq!(
+                        int_attr(&parent.attributes, "http.response.status_code"),
+                        int_attr(&span.attributes, "http.response.status_code")
+                    );
+                    assert_eq!(parent.error, span.error);
+                } else {
+                    assert!(span.start >= parent.end, "consumed after it was published");
+                }
+            }
+            SpanKind::Client | SpanKind::Producer => {
+                // Made while serving: a child of a SERVER (CONSUMER) span of the same pod.
+                assert!(matches!(parent.kind, SpanKind::Server | SpanKind::Consumer));
+                assert_eq!((&parent.service, &parent.pod, parent.message), (&span.service, &span.pod, span.message));
+                assert!(parent.start <= span.start && span.end <= parent.end);
+                let text = |k| str_attr(&span.attributes, k).map(str::to_owned).unwrap_or_default();
+                if span.kind == SpanKind::Producer {
+                    let dst = Target::Queue { system: text("messaging.system"), name: text("messaging.destination.name") };
+                    assert!(calls(&span.service, &dst), "{dst:?}");
+                } else if let Some(system) = str_attr(&span.attributes, "db.system") {
+                    let dst = Target::Database { system: system.to_owned(), name: text("db.name") };
+                    assert!(calls(&span.service, &dst), "{dst:?}");
+                } else if let Some(host) = str_attr(&span.attributes, "server.address") {
+                    assert!(calls(&span.service, &Target::External { host: host.to_owned() }), "{host}");
+                } else {
+                    // A call to a service: its SERVER span is a child (checked above).
+                    assert!(
+                        parents.contains(&(span.trace_id.as_slice(), span.span_id.as_slice())),
+                        "a client span without its server span"
+                    );
+                }
+            }
+            other => panic!("unexpected span kind {other:?}"),
+        }
+    }
+    kinds
+}
+
+#[test]
+fn server_spans_are_children_of_their_callers_client_spans() {
+    let kinds = check_call_structure(&spans_only(fast(1)));
+    assert!(kinds[&SpanKind::Server] > 0 && kinds[&SpanKind::Client] > kinds[&SpanKind::Server]);
+    assert!(kinds[&SpanKind::Producer] > 0);
+    assert!(!kinds.contains_key(&SpanKind::Consumer), "nobody consumes the topics of 12 services");
+    // With `notifications` in the estate, order events are consumed there.
+    let kinds = check_call_structure(&spans_only(GeneratorConfig { services: 14, ..fast(1) }));
+    assert!(kinds[&SpanKind::Consumer] > 0);
+    assert!(QUEUE_CONSUMERS.iter().any(|(topic, consumer)| *topic == "order-events" && *consumer == "notifications"));
+}
+
+#[test]
+fn spans_are_deterministic_for_a_seed() {
+    let cfg = spans_only(fast(1));
+    let a = drain(&cfg, 1000);
+    assert_eq!(a, drain(&cfg, 7));
+    let b = drain(&GeneratorConfig { seed: 43, ..cfg.clone() }, 1000);
+    assert_ne!(a, b);
+    // The spans do not depend on which other signals run, nor on disorder (only the order does).
+    let both = drain(&fast(1), 1000);
+    let spans: Vec<&RawRecord> = both.iter().filter(|r| r.partition == 1).collect();
+    assert_eq!(spans, a.iter().collect::<Vec<_>>());
+    let disordered = GeneratorConfig {
+        disorder: Disorder {
+            max_delay: Duration::from_secs(25),
+            late_fraction: 0.05,
+            ..Disorder::default()
+        },
+        ..cfg.clone()
+    };
+    let mut shuffled: Vec<Vec<u8>> = drain(&disordered, 1000).into_iter().map(|r| r.payload).collect();
+    let mut ordered: Vec<Vec<u8>> = a.into_iter().map(|r| r.payload).collect();
+    assert_ne!(shuffled, ordered);
+    shuffled.sort();
+    ordered.sort();
+    assert_eq!(shuffled, ordered);
+}
+
+#[test]
+fn bad_deploy_raises_the_error_share_of_the_victims_spans() {
+    // At night: a third of the daytime traffic is plenty, and the test runs faster.
+    let cfg = spans_only(GeneratorConfig {
+        start: Some(at("2026-03-03T02:00:00Z")),
+        ..fast(8)
+    });
+    let generator = Generator::new(&cfg).unwrap();
+    let (estate, timeline) = (generator.estate().clone(), generator.timeline().clone());
+    let bad = timeline
+        .incidents
+        .iter()
+        .find(|i| matches!(&i.change, Change::Deploy(d) if d.fault.is_some()))
+        .unwrap();
+    let Change::Deploy(deploy) = &bad.change;
+    let victim = &estate.services[bad.service];
+    let services = estate.services.len() as u64;
+    let deploy_tick = bad.at.as_secs() / 10;
+    // (spans, errors, durations) of the victim's SERVER spans and of its callers' calls to it.
+    let mut server = [(0u64, 0u64, Vec::new()), (0, 0, Vec::new())];
+    let mut client = [(0u64, 0u64), (0, 0)];
+    let spans = seen_spans(&drain(&cfg, 1000));
+    let by_id: HashMap<&[u8], &SeenSpan> = spans.iter().map(|s| (s.span_id.as_slice(), s)).collect();
+    for span in &spans {
+        let after = usize::from(span.message / services >= deploy_tick);
+        if span.service == victim.name && span.kind == SpanKind::Server {
+            assert_eq!(victim.pods.contains(&span.pod), after == 0);
+            assert_eq!(deploy.pods.contains(&span.pod), after == 1);
+            let s = &mut server[after];
+            s.0 += 1;
+            s.1 += u64::from(span.error);
+            s.2.push(span.end - span.start);
+            if let Some(parent) = &span.parent {
+                let call = by_id[parent.as_slice()];
+                client[after].0 += 1;
+                client[after].1 += u64::from(call.error);
+            }
+        }
+    }
+    let rate = |(n, e): (u64, u64)| e as f64 / n.max(1) as f64;
+    let [before, after] = &server;
+    assert!(before.0 > 100 && after.0 > 100, "{} and {} spans", before.0, after.0);
+    assert!(
+        rate((after.0, after.1)) > rate((before.0, before.1)) + 0.04,
+        "error share before {} after {}",
+        rate((before.0, before.1)),
+        rate((after.0, after.1))
+    );
+    assert!(rate(client[1]) > rate(client[0]) + 0.04, "callers see the failures");
+    let median = |d: &Vec<u64>| {
+        let mut d = d.clone();
+        d.sort_unstable();
+        d[d.len() / 2]
+    };
+    assert!(
+        median(&after.2) > 2 * median(&before.2),
+        "median duration before {} after {}",
+        median(&before.2),
+        median(&after.2)
+    );
+}
+
+// Logs.
+
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+
+use super::logs::LogsEmitter;
+
+/// `cfg` with the logs signal only.
+fn logs_only(cfg: GeneratorConfig) -> GeneratorConfig {
+    GeneratorConfig {
+        signals: vec![GeneratedSignal::Logs],
+        ..cfg
+    }
+}
+
+/// One log line as a test sees it.
+#[derive(Clone, Debug)]
+struct SeenLine {
+    service: String,
+    pod: String,
+    /// The message's tick time (`observed_time_unix_nano`).
+    tick_time: u64,
+    severity: i32,
+    body: String,
+}
+
+/// Decodes one logs message (with prost) into its lines, checking what every line must hold.
+fn seen_lines(payload: &[u8]) -> Vec<SeenLine> {
+    let req = ExportLogsServiceRequest::decode(payload).unwrap();
+    let mut out = Vec::new();
+    for rl in &req.resource_logs {
+        let attrs = &rl.resource.as_ref().unwrap().attributes;
+        for key in ["service.namespace", "k8s.namespace.name", "service.version"] {
+            assert!(str_attr(attrs, key).is_some_and(|v| !v.is_empty()), "{key}");
+        }
+        assert_eq!(
+            str_attr(attrs, "tenant.id"),
+            None,
+            "the default tenant is not written"
+        );
+        let records = &rl.scope_logs[0].log_records;
+        assert!(!records.is_empty(), "no empty resources");
+        assert!(
+            records
+                .windows(2)
+                .all(|w| w[0].time_unix_nano <= w[1].time_unix_nano)
+        );
+        for r in records {
+            let text = match r.severity_number {
+                5 => "DEBUG",
+                9 => "INFO",
+                13 => "WARN",
+                17 => "ERROR",
+                other => panic!("severity {other}"),
+            };
+            assert_eq!(r.severity_text, text);
+            let Some(any_value::Value::StringValue(body)) =
+                r.body.as_ref().and_then(|b| b.value.as_ref())
+            else {
+                panic!("a string body")
+            };
+            assert!(!body.is_empty());
+            assert!(r.time_unix_nano <= r.observed_time_unix_nano);
+            assert!(r.time_unix_nano > r.observed_time_unix_nano - 10_000_000_000);
+            out.push(SeenLine {
+                service: str_attr(attrs, "service.name").unwrap().to_owned(),
+                pod: str_attr(attrs, "k8s.pod.name").unwrap().to_owned(),
+                tick_time: r.observed_time_unix_nano,
+                severity: r.severity_number,
+                body: body.clone(),
+            });
+        }
+    }
+    out
+}
+
+#[test]
+fn logs_decode_as_otlp_with_one_message_per_service_and_tick() {
+    let cfg = logs_only(fast(1));
+    let generator = Generator::new(&cfg).unwrap();
+    let estate = generator.estate().clone();
+    let start = generator.start().timestamp_nanos_opt().unwrap() as u64;
+    let records = drain(&cfg, 1000);
+    let services = estate.services.len();
+    assert_eq!(records.len(), 6 * services);
+    assert!(
+        records
+            .iter()
+            .all(|r| r.partition == GeneratedSignal::Logs.partition())
+    );
+    let mut lines = Vec::new();
+    for (i, record) in records.iter().enumerate() {
+        let seen = seen_lines(&record.payload);
+        // In order: tick by tick, service by service.
+        let svc = &estate.services[i % services];
+        let tick_time = start + (i / services) as u64 * 10_000_000_000;
+        assert!(!seen.is_empty(), "{} at tick {}", svc.name, i / services);
+        for line in &seen {
+            assert_eq!(line.service, svc.name);
+            assert!(svc.pods.contains(&line.pod), "{}", line.pod);
+            assert_eq!(line.tick_time, tick_time);
+        }
+        lines.extend(seen);
+    }
+    // Volume: thousands of lines per second of event time, of every level; templates vary.
+    let per_second = lines.len() as f64 / 60.0;
+    assert!(
+        (1000.0..=5000.0).contains(&per_second),
+        "{per_second} lines/s"
+    );
+    let count = |severity| lines.iter().filter(|l| l.severity == severity).count();
+    let (debug, info, warn, error) = (count(5), count(9), count(13), count(17));
+    assert!(
+        debug > info && info > warn && warn > error && error > 0,
+        "{debug} {info} {warn} {error}"
+    );
+    for needle in [
+        "query on postgresql/",
+        "cache hit for key",
+        "published event to order-events",
+        "POST https://api.stripe.com",
+        "calling ",
+        "slow request: ",
+        "gc pause ",
+        " 200 ",
+        "request_id=",
+    ] {
+        assert!(lines.iter().any(|l| l.body.contains(needle)), "{needle}");
+    }
+    assert!(
+        lines.iter().all(|l| !l.body.contains('{')),
+        "route parameters are filled in"
+    );
+    assert!(
+        lines.iter().all(|l| !l.body.starts_with(FAULT_LOG_PREFIX)),
+        "no fault in the first minute"
+    );
+}
+
+#[test]
+fn logs_are_deterministic_for_a_seed() {
+    let cfg = logs_only(fast(1));
+    let a = drain(&cfg, 1000);
+    assert_eq!(a, drain(&cfg, 7));
+    assert_ne!(
+        a,
+        drain(
+            &GeneratorConfig {
+                seed: 43,
+                ..cfg.clone()
+            },
+            1000
+        )
+    );
+    // The logs do not depend on which other signals run.
+    let all = drain(&fast(1), 1000);
+    let logs: Vec<&RawRecord> = all.iter().filter(|r| r.partition == 2).collect();
+    assert_eq!(logs, a.iter().collect::<Vec<_>>());
+}
+
+#[test]
+fn fault_template_follows_the_bad_deploy_and_errors_rise_with_it() {
+    let generator = Generator::new(&logs_only(fast(40))).unwrap();
+    let world = &generator.world;
+    let mut emitter = LogsEmitter::new(world);
+    let incidents = &world.timeline.incidents;
+    let bad = incidents
+        .iter()
+        .find(|i| matches!(&i.change, Change::Deploy(d) if d.fault.is_some()))
+        .unwrap();
+    let rollback = incidents
+        .iter()
+        .find(|i| i.service == bad.service && matches!(&i.change, Change::Deploy(d) if d.rollback))
+        .unwrap();
+    let victim = bad.service;
+    let callers: Vec<usize> = world
+        .estate
+        .edges
+        .iter()
+        .filter(|e| e.dst == Target::Service(victim))
+        .map(|e| e.src)
+        .collect();
+    assert!(!callers.is_empty());
+    let (bad_tick, rollback_tick) = (bad.at.as_secs() / 10, rollback.at.as_secs() / 10);
+    // (lines, errors) per service, before the bad deploy and while it runs.
+    let mut shares = vec![[(0u64, 0u64); 2]; world.estate.services.len()];
+    for tick in 0..240 {
+        let during = (bad_tick..rollback_tick).contains(&tick);
+        for (s, share) in shares.iter_mut().enumerate() {
+            // Every tick of the victim, every third of its callers, every sixth of the others.
+            let every = if s == victim {
+                1
+            } else if callers.contains(&s) {
+                3
+            } else {
+                6
+            };
+            if tick % every != 0 {
+                continue;
+            }
+            let lines = seen_lines(&emitter.encode(world, tick, s));
+            let faults = lines
+                .iter()
+                .filter(|l| l.body.starts_with(FAULT_LOG_PREFIX))
+                .count();
+            if s == victim && during {
+                assert!(
+                    faults > 0,
+                    "tick {tick}: the faulty revision writes its template"
+                );
+                assert!(
+                    lines
+                        .iter()
+                        .filter(|l| l.body.starts_with(FAULT_LOG_PREFIX))
+                        .all(|l| l.severity == 17)
+                );
+            } else {
+                assert_eq!(
+                    faults, 0,
+                    "{} at tick {tick}",
+                    world.estate.services[s].name
+                );
+            }
+            if tick < bad_tick || during {
+                let share = &mut share[usize::from(during)];
+                share.0 += lines.len() as u64;
+                share.1 += lines.iter().filter(|l| l.severity == 17).count() as u64;
+            }
+        }
+    }
+    let rate = |(n, e): (u64, u64)| e as f64 / n.max(1) as f64;
+    let [before, during] = shares[victim];
+    assert!(
+        rate(during) > rate(before) + 0.03,
+        "victim's error share before {} during {}",
+        rate(before),
+        rate(during)
+    );
+    for &c in &callers {
+        let [before, during] = shares[c];
+        assert!(
+            rate(during) > rate(before),
+            "caller {} sees the failures",
+            world.estate.services[c].name
+        );
+    }
 }
