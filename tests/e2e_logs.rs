@@ -34,28 +34,9 @@ fn first_batch() -> Vec<Vec<u8>> {
         .collect()
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
-}
-
-fn query<T>(schema: &str, sql: &str) -> Vec<T>
-where
-    T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
-{
-    runtime().block_on(async {
-        let pool = sqlx::PgPool::connect(&pg_url()).await.expect("connect");
-        let exists: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text").bind(format!("\"{schema}\".log_pattern_5m")).fetch_one(&pool).await.expect("regclass");
-        if exists.is_none() {
-            return Vec::new();
-        }
-        sqlx::query_as(sqlx::AssertSqlSafe(sql.replace("{s}", &format!("\"{schema}\"")))).fetch_all(&pool).await.expect("select")
-    })
-}
-
 /// `pattern -> (fingerprint_id, lines counted in log_pattern_5m, severity)`.
 fn library(schema: &str) -> BTreeMap<String, (i64, i64, String)> {
-    let rows: Vec<(String, i64, i64, String)> = query(
-        schema,
+    let rows: Vec<(String, i64, i64, String)> = query(&schema, "log_pattern_5m",
         "SELECT p.pattern, p.fingerprint_id, (SELECT coalesce(sum(count_total), 0)::bigint FROM {s}.log_pattern_5m c WHERE c.fingerprint_id = p.fingerprint_id), p.severity FROM {s}.log_pattern p",
     );
     rows.into_iter().map(|r| (r.0, (r.1, r.2, r.3))).collect()
@@ -128,7 +109,7 @@ dead_letter:
     let counts = wait_for("log_pattern_5m counts", Duration::from_secs(120), || {
         engine.assert_running();
         let rows: Vec<(chrono::DateTime<chrono::Utc>, String, i64, i64, i64)> =
-            query(&name, "SELECT bucket, resource, fingerprint_id, count_total, count_error FROM {s}.log_pattern_5m WHERE bucket < '2026-11-25 10:10:00+00'");
+            query(&name, "log_pattern_5m", "SELECT bucket, resource, fingerprint_id, count_total, count_error FROM {s}.log_pattern_5m WHERE bucket < '2026-11-25 10:10:00+00'");
         let total: i64 = rows.iter().map(|r| r.3).sum();
         (total == 60).then_some(rows)
     });
@@ -150,7 +131,7 @@ dead_letter:
     });
     let error_template = before.iter().find(|(_, v)| v.2 == "ERROR").map(|(p, v)| (p.clone(), v.0)).expect("an ERROR template");
     assert!(error_template.0.starts_with("connection to <*>") && error_template.0.ends_with("refused after <*> retries"), "{error_template:?}");
-    let new: Vec<(String, i64)> = query(&name, "SELECT resource, fingerprint_id FROM {s}.log_pattern_new ORDER BY 1, 2");
+    let new: Vec<(String, i64)> = query(&name, "log_pattern_5m", "SELECT resource, fingerprint_id FROM {s}.log_pattern_new ORDER BY 1, 2");
     assert_eq!(new.iter().filter(|r| r.0 == checkout).count(), 2, "checkout's two templates are new: {new:?}");
     let dead = std::fs::read_to_string(dir.path().join("dead.jsonl")).unwrap_or_default();
     assert!(dead.contains("ts"), "the malformed line is a dead letter naming the field: {dead}");

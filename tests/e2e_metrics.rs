@@ -137,10 +137,6 @@ fn scrapes(from: i64, to: i64) -> Vec<Point> {
     out
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
-}
-
 type PgRow = (i64, String, String, i64, f64, f64, f64, f64, f64, f64, f64, String);
 
 /// metric_1m as Postgres holds it, keyed like [`expected_metric_1m`].

@@ -131,28 +131,9 @@ dead_letter:
     path
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
-}
-
-
-fn query<T>(schema: &str, sql: &str) -> Vec<T>
-where
-    T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
-{
-    runtime().block_on(async {
-        let pool = sqlx::PgPool::connect(&pg_url()).await.expect("connect");
-        let exists: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text").bind(format!("\"{schema}\".service_call_5m")).fetch_one(&pool).await.expect("regclass");
-        if exists.is_none() {
-            return Vec::new();
-        }
-        sqlx::query_as(sqlx::AssertSqlSafe(sql.replace("{s}", &format!("\"{schema}\"")))).fetch_all(&pool).await.expect("select")
-    })
-}
-
 fn calls(schema: &str) -> BTreeSet<(i64, String, String, String, i64, i64)> {
     let rows: Vec<(chrono::DateTime<chrono::Utc>, String, String, String, f64, f64)> =
-        query(schema, "SELECT bucket, src, dst, connection_type, calls, errors FROM {s}.service_call_5m WHERE src <> 'urn:ext:user' OR dst <> 'urn:k8s:svc:shop/ticker'");
+        query(&schema, "service_call_5m", "SELECT bucket, src, dst, connection_type, calls, errors FROM {s}.service_call_5m WHERE src <> 'urn:ext:user' OR dst <> 'urn:k8s:svc:shop/ticker'");
     rows.into_iter().map(|r| (r.0.timestamp_millis(), r.1, r.2, r.3, r.4 as i64, r.5 as i64)).collect()
 }
 
@@ -193,17 +174,17 @@ fn spans_from_kafka_become_call_views_in_postgres_and_parquet() {
     // ticker's edge, and each data edge has one closed validity interval.
     let topo = wait_for("closed topo_edge_time rows", Duration::from_secs(60), || {
         let rows: Vec<(String, String, chrono::DateTime<chrono::Utc>, Option<chrono::DateTime<chrono::Utc>>)> =
-            query(&name, "SELECT src, dst, valid_from, valid_to FROM {s}.topo_edge_time WHERE dst <> 'urn:k8s:svc:shop/ticker'");
+            query(&name, "service_call_5m", "SELECT src, dst, valid_from, valid_to FROM {s}.topo_edge_time WHERE dst <> 'urn:k8s:svc:shop/ticker'");
         (rows.len() == 3 && rows.iter().all(|r| r.3.is_some())).then_some(rows)
     });
     let checkout_edge = topo.iter().find(|r| r.1 == shop("checkout")).expect("frontend->checkout");
     assert_eq!(checkout_edge.2.timestamp_millis(), T0 + 90, "valid_from is the first call");
     assert_eq!(checkout_edge.3.expect("closed").timestamp_millis(), T0 + 29 * 6_000 + 90 + 600_000, "valid_to is the last call + 10 minutes");
-    let active: Vec<(String, String)> = query(&name, "SELECT src, dst FROM {s}.call_graph_active");
+    let active: Vec<(String, String)> = query(&name, "service_call_5m", "SELECT src, dst FROM {s}.call_graph_active");
     assert_eq!(active, vec![("urn:ext:user".to_string(), shop("ticker"))]);
-    let reach: Vec<(String, String, String, i64)> = query(&name, "SELECT service, direction, affected, hops FROM {s}.blast_radius ORDER BY 1, 2, 3");
+    let reach: Vec<(String, String, String, i64)> = query(&name, "service_call_5m", "SELECT service, direction, affected, hops FROM {s}.blast_radius ORDER BY 1, 2, 3");
     assert_eq!(reach, vec![("urn:ext:user".into(), "downstream".into(), shop("ticker"), 1), (shop("ticker"), "upstream".into(), "urn:ext:user".into(), 1)]);
-    let dims: Vec<(String, String)> = query(&name, "SELECT urn, kind FROM {s}.dim_resource WHERE urn LIKE 'urn:db:%'");
+    let dims: Vec<(String, String)> = query(&name, "service_call_5m", "SELECT urn, kind FROM {s}.dim_resource WHERE urn LIKE 'urn:db:%'");
     assert_eq!(dims, vec![("urn:db:postgresql/orders".to_string(), "db".to_string())]);
 
     // Parquet: the final 5-minute window of service_call_5m, and the closed intervals.

@@ -164,3 +164,24 @@ pub fn otlp_gauge_message(points: &[Point], metric: &str) -> Vec<u8> {
         .collect();
     ExportMetricsServiceRequest { resource_metrics }.encode_to_vec()
 }
+
+/// A single-threaded tokio runtime for the tests' async calls.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
+}
+
+/// Rows of `sql` in the job's schema (`{s}` in `sql` stands for the quoted schema); no rows while
+/// `table` does not exist yet (the engine has not migrated).
+pub fn query<T>(schema: &str, table: &str, sql: &str) -> Vec<T>
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+{
+    runtime().block_on(async {
+        let pool = sqlx::PgPool::connect(&pg_url()).await.expect("connect");
+        let exists: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text").bind(format!("\"{schema}\".{table}")).fetch_one(&pool).await.expect("regclass");
+        if exists.is_none() {
+            return Vec::new();
+        }
+        sqlx::query_as(sqlx::AssertSqlSafe(sql.replace("{s}", &format!("\"{schema}\"")))).fetch_all(&pool).await.expect("select")
+    })
+}
