@@ -4,7 +4,9 @@
 //! - `main.rs`: the command line, the live terminal summary and the end-of-run report.
 //! - [`job`]: the job spec (YAML), parsed strictly and validated before anything starts.
 //! - [`runtime`]: sources -> driver -> timely workers -> coordinator -> sinks, and commits.
+//! - [`eval`]: accuracy and speed on public benchmarks (`observebridge eval loghub DIR`).
 
+mod eval;
 mod job;
 mod runtime;
 
@@ -58,6 +60,20 @@ enum Command {
         #[command(subcommand)]
         command: JobCommand,
     },
+    /// Accuracy and speed on public benchmarks.
+    Eval {
+        #[command(subcommand)]
+        what: EvalCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum EvalCommand {
+    /// The log template miner on Loghub's labelled 2k samples (GA, PA, lines/s against Drain).
+    Loghub {
+        /// Directory with `<System>/<System>_2k.log` and `<System>_2k.log_structured.csv`.
+        dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -91,6 +107,7 @@ fn init_logging(json: bool) {
 
 fn run(cli: Cli) -> Result<i32> {
     match cli.command {
+        Command::Eval { what: EvalCommand::Loghub { dir } } => eval::run_loghub(&dir).map(|()| 0),
         Command::Job { command: JobCommand::Validate { job } } => match JobSpec::load(&job) {
             Ok(spec) => {
                 println!("{}: valid job `{}` ({} source(s))", job.display(), spec.name, spec.sources.len());

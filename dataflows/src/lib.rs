@@ -6,6 +6,7 @@
 //! - [`histogram`]: the mergeable, retractable log-bucket histogram behind every quantile.
 //! - [`pairing`]: spans to calls (client/server pairs, virtual nodes) in event time.
 //! - [`time`]: windows and watermarks in event time.
+//! - [`logs`]: log header formats, masking and the template miner (pure Rust, no timely).
 //! - [`window`]: the windowed-aggregate operator every windowed view is built on.
 //! - [`views`]: the views, one file each.
 //! - [`engine`]: one worker's dataflow: inputs per epoch, the views, and what it hands the sinks.
@@ -13,6 +14,7 @@
 pub mod decode;
 pub mod engine;
 pub mod histogram;
+pub mod logs;
 pub mod pairing;
 pub mod record;
 pub mod time;
