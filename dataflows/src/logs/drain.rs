@@ -384,7 +384,7 @@ impl Miner {
     pub fn restore(tenant: impl Into<String>, cfg: MinerConfig, records: Vec<ClusterRecord>) -> Miner {
         let mut miner = Miner::new(tenant, cfg);
         let mut records = records;
-        records.sort_by(|a, b| (a.first_seen, a.id).cmp(&(b.first_seen, b.id)));
+        records.sort_by_key(|r| (r.first_seen, r.id));
         let mut scratch = std::mem::take(&mut miner.scratch);
         for r in records {
             if miner.by_id.contains_key(&r.id) {
@@ -521,15 +521,16 @@ impl Miner {
     /// The cluster a hashed message joins, through the cache when its leaf is unchanged, and
     /// whether it came from the cache (then the template is known to cover the message).
     fn find(&mut self, seq: u64, tokens: &[u64]) -> Option<(u32, bool)> {
-        if let Some(c) = self.cache.get(&seq) {
-            if c.tree == self.tree_version && self.nodes[c.leaf as usize].version == c.version {
-                // Guard against a collision of sequence hashes: the template must cover the
-                // message, as it did when the entry was made.
-                let wild = self.wild;
-                let covers = self.slots[c.slot as usize].as_ref().is_some_and(|cl| cl.tokens.len() == tokens.len() && cl.tokens.iter().zip(tokens).all(|(&t, &m)| t == m || t == wild));
-                if covers {
-                    return Some((c.slot, true));
-                }
+        if let Some(c) = self.cache.get(&seq)
+            && c.tree == self.tree_version
+            && self.nodes[c.leaf as usize].version == c.version
+        {
+            // Guard against a collision of sequence hashes: the template must cover the
+            // message, as it did when the entry was made.
+            let wild = self.wild;
+            let covers = self.slots[c.slot as usize].as_ref().is_some_and(|cl| cl.tokens.len() == tokens.len() && cl.tokens.iter().zip(tokens).all(|(&t, &m)| t == m || t == wild));
+            if covers {
+                return Some((c.slot, true));
             }
         }
         let leaf = self.search(tokens)?;

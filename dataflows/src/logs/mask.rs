@@ -483,15 +483,15 @@ impl Masker {
                     break;
                 }
                 // A quote or brace.
-                if i == start || matches!(b[i - 1], b'=' | b':') {
-                    if let Some(e) = self.structured_end(b, i, end) {
-                        if i == start {
-                            lead = Some(e);
-                        }
-                        i = e;
-                        jumped = true;
-                        continue;
+                if (i == start || matches!(b[i - 1], b'=' | b':'))
+                    && let Some(e) = self.structured_end(b, i, end)
+                {
+                    if i == start {
+                        lead = Some(e);
                     }
+                    i = e;
+                    jumped = true;
+                    continue;
                 }
                 f |= CLASS[b[i] as usize];
                 i += 1;
@@ -525,11 +525,11 @@ impl Masker {
         let b = s.as_bytes();
         // A quoted string or JSON value opening the word; what follows it is masked as the
         // rest of the word.
-        if f & (QUOTE | BRACE) != 0 {
-            if let Some(e) = self.structured_end(b, a, z) {
-                self.structured(s, a, e, false, out);
-                return self.word(s, e, z, classes(&b[e..z]), out);
-            }
+        if f & (QUOTE | BRACE) != 0
+            && let Some(e) = self.structured_end(b, a, z)
+        {
+            self.structured(s, a, e, false, out);
+            return self.word(s, e, z, classes(&b[e..z]), out);
         }
         // Openers and closers stay around the core.
         let mut ca = a;
@@ -609,12 +609,14 @@ impl Masker {
         let b = s.as_bytes();
         let c = &b[a..z];
         let cfg = &self.cfg;
-        if f & COLON != 0 && f & SLASH != 0 && cfg.urls {
-            if let Some(k) = url_scheme(c) {
-                out.lit(&s[a..a + k + 3]);
-                out.wild();
-                return;
-            }
+        if f & COLON != 0
+            && f & SLASH != 0
+            && cfg.urls
+            && let Some(k) = url_scheme(c)
+        {
+            out.lit(&s[a..a + k + 3]);
+            out.wild();
+            return;
         }
         if cfg.ips && f & DIGIT != 0 && f & DOT != 0 {
             // `/10.0.0.1:8080`: the slash stays, as Loghub's templates write it.
@@ -634,15 +636,19 @@ impl Masker {
             return;
         }
         // `host.example.com:8042`: host and port, like an IP and its port.
-        if cfg.hostnames && f & DIGIT != 0 && f & COLON != 0 && f & DOT != 0 {
-            if let Some(colon) = c.iter().rposition(|&b| b == b':') {
-                if colon + 1 < c.len() && c[colon + 1..].iter().all(u8::is_ascii_digit) && is_hostname(&c[..colon]) {
-                    out.wild();
-                    out.lit(":");
-                    out.wild();
-                    return;
-                }
-            }
+        if cfg.hostnames
+            && f & DIGIT != 0
+            && f & COLON != 0
+            && f & DOT != 0
+            && let Some(colon) = c.iter().rposition(|&b| b == b':')
+            && colon + 1 < c.len()
+            && c[colon + 1..].iter().all(u8::is_ascii_digit)
+            && is_hostname(&c[..colon])
+        {
+            out.wild();
+            out.lit(":");
+            out.wild();
+            return;
         }
         if f & DIGIT == 0 {
             // No digit: only a few classes can apply, and nothing inside the word is masked.
@@ -684,16 +690,16 @@ impl Masker {
         let v = eq + 1;
         let keep = self.keep.iter().any(|k| k.eq_ignore_ascii_case(&s[a..eq]));
         // A quoted or JSON value; what follows it is the rest of the word.
-        if v < z {
-            if let Some(e) = self.structured_end(b, v, z) {
-                if keep || b[v] == b'{' {
-                    self.structured(s, v, e, keep, out);
-                } else {
-                    out.wild();
-                }
-                self.after_value(s, e, z, out);
-                return true;
+        if v < z
+            && let Some(e) = self.structured_end(b, v, z)
+        {
+            if keep || b[v] == b'{' {
+                self.structured(s, v, e, keep, out);
+            } else {
+                out.wild();
             }
+            self.after_value(s, e, z, out);
+            return true;
         }
         // A plain value runs to the next `,key=` / `;key=` / `&key=`, or to the end; trailing
         // punctuation stays.
