@@ -49,7 +49,7 @@ use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::operator::Operator;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::StreamVec;
-use xxhash_rust::xxh3::{xxh3_64, Xxh3DefaultBuilder};
+use xxhash_rust::xxh3::xxh3_64;
 
 use crate::record::{DeadLetter, EventTime, Peer, Span, SpanKind};
 use crate::time::{window_is_final, window_start};
@@ -125,6 +125,61 @@ pub enum PairEvent {
 /// `(tenant hash, trace id, span id)`.
 type SpanKey = (u64, [u8; 16], [u8; 8]);
 
+/// A cheap hasher for [`SpanKey`]s: their bytes are already hashes (the tenant's) or random ids
+/// (trace and span ids), so a multiply-fold per word and a final mix spread them well, at a
+/// fraction of the cost of streaming xxh3 over a 32-byte tuple.
+#[derive(Default, Clone, Copy)]
+struct KeyHasher(u64);
+
+const FOLD: u64 = 0x9e37_79b9_7f4a_7c15;
+
+impl KeyHasher {
+    #[inline]
+    fn word(&mut self, w: u64) {
+        self.0 = (self.0 ^ w).wrapping_mul(FOLD).rotate_left(29);
+    }
+}
+
+impl std::hash::Hasher for KeyHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.word(u64::from_le_bytes(c.try_into().expect("8 bytes")));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut last = [0u8; 8];
+            last[..rest.len()].copy_from_slice(rest);
+            self.word(u64::from_le_bytes(last));
+        }
+    }
+    #[inline]
+    fn write_u64(&mut self, w: u64) {
+        self.word(w);
+    }
+    #[inline]
+    fn write_usize(&mut self, w: usize) {
+        self.word(w as u64);
+    }
+    #[inline]
+    fn finish(&self) -> u64 {
+        // murmur3's fmix64.
+        let mut h = self.0;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^ (h >> 33)
+    }
+}
+
+type KeyHash = std::hash::BuildHasherDefault<KeyHasher>;
+
+/// Expiry is kept per second of due time: an insert is a push onto the second's list (one
+/// ordered-map lookup per distinct second, not a log-n insert per span).
+const EXPIRY_BUCKET_MS: i64 = 1_000;
+
 struct Held {
     span: Span,
     /// For clients: paired with a server. For servers: its caller is known (paired, root, or
@@ -147,11 +202,12 @@ struct Correctable {
 pub struct Pairer {
     cfg: PairingConfig,
     watermark: Option<EventTime>,
-    held: HashMap<SpanKey, Held, Xxh3DefaultBuilder>,
+    held: HashMap<SpanKey, Held, KeyHash>,
     /// Server spans waiting for their parent, by the parent's key.
-    children: HashMap<SpanKey, Vec<[u8; 8]>, Xxh3DefaultBuilder>,
-    expiry: BTreeSet<(EventTime, SpanKey)>,
-    correctable: HashMap<SpanKey, Correctable, Xxh3DefaultBuilder>,
+    children: HashMap<SpanKey, Vec<[u8; 8]>, KeyHash>,
+    /// `(due, key)` of held spans, by the second of `due` (see [`EXPIRY_BUCKET_MS`]).
+    expiry: BTreeMap<EventTime, Vec<(EventTime, SpanKey)>>,
+    correctable: HashMap<SpanKey, Correctable, KeyHash>,
     correctable_until: BTreeSet<(EventTime, SpanKey)>,
     counters: PairingCounters,
 }
@@ -256,7 +312,7 @@ impl Pairer {
             watermark: None,
             held: HashMap::default(),
             children: HashMap::default(),
-            expiry: BTreeSet::new(),
+            expiry: BTreeMap::new(),
             correctable: HashMap::default(),
             correctable_until: BTreeSet::new(),
             counters: PairingCounters::default(),
@@ -300,7 +356,8 @@ impl Pairer {
                 self.counters.duplicates += 1;
                 continue;
             }
-            self.expiry.insert((span.ts.saturating_add(self.cfg.wait_ms), key));
+            let due = span.ts.saturating_add(self.cfg.wait_ms);
+            self.expiry.entry(due.div_euclid(EXPIRY_BUCKET_MS)).or_default().push((due, key));
             self.held.insert(key, Held { span, resolved: false });
             arrived.push(key);
         }
@@ -413,11 +470,33 @@ impl Pairer {
     pub fn advance(&mut self, watermark: EventTime, out: &mut Vec<PairEvent>) {
         let watermark = self.watermark.map_or(watermark, |w| w.max(watermark));
         self.watermark = Some(watermark);
-        while let Some(&(due, key)) = self.expiry.first() {
-            if due > watermark {
-                break;
+        // Due keys in (due, key) order: whole seconds that have passed, then the due part of the
+        // first second still open.
+        let mut due_keys: Vec<(EventTime, SpanKey)> = Vec::new();
+        while let Some(mut first) = self.expiry.first_entry() {
+            let second = *first.key();
+            if second.saturating_mul(EXPIRY_BUCKET_MS).saturating_add(EXPIRY_BUCKET_MS - 1) <= watermark {
+                due_keys.append(first.get_mut());
+                first.remove();
+                continue;
             }
-            self.expiry.pop_first();
+            if second.saturating_mul(EXPIRY_BUCKET_MS) <= watermark {
+                first.get_mut().retain(|&(due, key)| {
+                    if due <= watermark {
+                        due_keys.push((due, key));
+                        false
+                    } else {
+                        true
+                    }
+                });
+                if first.get().is_empty() {
+                    first.remove();
+                }
+            }
+            break;
+        }
+        due_keys.sort_unstable();
+        for (_, key) in due_keys {
             let Some(Held { span, resolved }) = self.held.remove(&key) else { continue };
             if is_caller(span.kind) {
                 if resolved {

@@ -32,7 +32,7 @@ use timely::dataflow::operators::Capability;
 use timely::dataflow::StreamVec;
 use xxhash_rust::xxh3::Xxh3DefaultBuilder;
 
-use super::service_call_5m::{edge_hash, timestamp_field, Call, CallPart, CallStats, ConnectionType, EdgeKey};
+use super::service_call_5m::{combine, timestamp_field, Call, CallStats, ConnectionType, EdgeCalls, EdgeKey};
 use super::{OrdF64, ViewRow};
 use crate::record::EventTime;
 use crate::time::{window_is_final, window_start};
@@ -124,18 +124,25 @@ impl ActiveGraph {
 
     /// Folds one epoch's calls, then applies the epoch's new call watermark, if any.
     pub fn step(&mut self, calls: Vec<Call>, watermark: Option<EventTime>, out: &mut Vec<GraphEvent>) {
+        self.step_edges(combine(calls, MINUTE), watermark, out);
+    }
+
+    /// [`step`](Self::step) with the epoch's calls already merged per edge and bucket (the
+    /// bucket size must divide a minute).
+    pub fn step_edges(&mut self, calls: Vec<EdgeCalls>, watermark: Option<EventTime>, out: &mut Vec<GraphEvent>) {
         let mut touched: Vec<EdgeKey> = Vec::new();
-        for call in calls {
-            let part = CallPart::of(&call);
-            let minute = window_start(call.ts, MINUTE);
-            let key = (call.tenant, call.src, call.dst, call.connection_type);
+        for calls in calls {
+            let minute = window_start(calls.bucket, MINUTE);
+            let key = (calls.tenant, calls.src, calls.dst, calls.connection_type);
             let edge = self.edges.entry(key.clone()).or_default();
             touched.push(key);
             let m = edge.minutes.entry(minute).or_default();
-            m.stats.fold(&part);
-            if part.diff > 0 {
-                edge.run_first = Some(edge.run_first.map_or(call.ts, |f| f.min(call.ts)));
-                edge.last_seen = Some(edge.last_seen.map_or(call.ts, |l| l.max(call.ts)));
+            m.stats.merge(&calls.stats);
+            if let Some(first) = calls.first {
+                edge.run_first = Some(edge.run_first.map_or(first, |f| f.min(first)));
+            }
+            if let Some(last) = calls.last {
+                edge.last_seen = Some(edge.last_seen.map_or(last, |l| l.max(last)));
             }
         }
         if let Some(wm) = watermark {
@@ -238,12 +245,12 @@ impl ActiveGraph {
 /// Runs the live graph over calls (exchanged by edge) with the call views' watermark stream.
 pub fn active_graph<'scope>(
     cfg: CallGraphConfig,
-    calls: StreamVec<'scope, u64, Call>,
+    calls: StreamVec<'scope, u64, EdgeCalls>,
     watermarks: StreamVec<'scope, u64, EventTime>,
 ) -> StreamVec<'scope, u64, GraphEvent> {
-    calls.binary_frontier(watermarks, Exchange::new(edge_hash), Pipeline, "call_graph_active", move |_cap, _info| {
+    calls.binary_frontier(watermarks, Exchange::new(EdgeCalls::edge_hash), Pipeline, "call_graph_active", move |_cap, _info| {
         let mut graph = ActiveGraph::new(cfg);
-        type Stash = (Vec<Call>, Option<EventTime>);
+        type Stash = (Vec<EdgeCalls>, Option<EventTime>);
         let mut pending: BTreeMap<u64, (Capability<u64>, Stash)> = BTreeMap::new();
         let mut out = Vec::new();
         move |(input1, frontier1), (input2, frontier2), output| {
@@ -266,7 +273,7 @@ pub fn active_graph<'scope>(
                     break;
                 }
                 let (cap, (calls, watermark)) = entry.remove();
-                graph.step(calls, watermark, &mut out);
+                graph.step_edges(calls, watermark, &mut out);
                 output.session(&cap).give_iterator(out.drain(..));
             }
         }

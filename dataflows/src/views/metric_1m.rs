@@ -50,7 +50,7 @@ pub type SeriesKey = (String, String, String, String);
 
 /// An order-independent sum of floats: each value is rounded once to a multiple of 2^-40 and
 /// the multiples are added as integers (saturating at ±2^127, i.e. about ±1.5e26).
-#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ExactSum(i128);
 
 impl ExactSum {

@@ -92,13 +92,100 @@ pub type EdgeKey = (String, String, String, ConnectionType);
 
 /// Hash of a call's edge without building the key: decides the worker of every edge view.
 pub fn edge_hash(call: &Call) -> u64 {
+    edge_hash_of(&call.tenant, &call.src, &call.dst, call.connection_type)
+}
+
+/// Hash of an edge `(tenant, src, dst, connection_type)`.
+pub fn edge_hash_of(tenant: &str, src: &str, dst: &str, connection_type: ConnectionType) -> u64 {
     let mut h = Xxh3::new();
-    for part in [&call.tenant, &call.src, &call.dst] {
+    for part in [tenant, src, dst] {
         h.update(part.as_bytes());
         h.update(&[0xff]);
     }
-    h.update(&[call.connection_type as u8]);
+    h.update(&[connection_type as u8]);
     h.digest()
+}
+
+/// The calls of one edge in one time bucket, merged: what the edge views take, so that the
+/// thousands of calls of an epoch cross workers as a handful of records.
+///
+/// Every field is a retractable sum (or a min/max over the `+1` calls), so folding an
+/// `EdgeCalls` into a view state is the same as folding its calls one by one.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EdgeCalls {
+    pub tenant: String,
+    pub src: String,
+    pub dst: String,
+    pub connection_type: ConnectionType,
+    /// Start of the bucket of the calls' times; the bucket size divides every edge view's
+    /// window (see [`combine_bucket_ms`]).
+    pub bucket: EventTime,
+    /// Earliest and latest time of the `+1` calls, if any.
+    pub first: Option<EventTime>,
+    pub last: Option<EventTime>,
+    pub stats: CallStats,
+    /// The first call's origin (for dead letters).
+    pub origin: Origin,
+}
+
+impl EdgeCalls {
+    pub fn edge_hash(&self) -> u64 {
+        edge_hash_of(&self.tenant, &self.src, &self.dst, self.connection_type)
+    }
+
+    fn add(&mut self, call: &Call) {
+        self.stats.fold(&CallPart::of(call));
+        if call.diff > 0 {
+            self.first = Some(self.first.map_or(call.ts, |f| f.min(call.ts)));
+            self.last = Some(self.last.map_or(call.ts, |l| l.max(call.ts)));
+        }
+    }
+}
+
+/// The bucket size of [`combine`] for edge views with window `window_ms` and the live graph's
+/// minutes: the largest size dividing both.
+pub fn combine_bucket_ms(window_ms: i64) -> i64 {
+    let (mut a, mut b) = (window_ms.max(1), 60_000i64);
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+/// Merges calls by `(edge, bucket of bucket_ms)`, in order of first appearance.
+pub fn combine(calls: impl IntoIterator<Item = Call>, bucket_ms: i64) -> Vec<EdgeCalls> {
+    let mut index: std::collections::HashMap<(u64, EventTime), Vec<usize>, xxhash_rust::xxh3::Xxh3DefaultBuilder> = Default::default();
+    let mut out: Vec<EdgeCalls> = Vec::new();
+    for call in calls {
+        let bucket = crate::time::window_start(call.ts, bucket_ms);
+        let slots = index.entry((edge_hash(&call), bucket)).or_default();
+        let found = slots.iter().copied().find(|&i| {
+            let e = &out[i];
+            e.connection_type == call.connection_type && e.src == call.src && e.dst == call.dst && e.tenant == call.tenant
+        });
+        match found {
+            Some(i) => out[i].add(&call),
+            None => {
+                slots.push(out.len());
+                let mut e = EdgeCalls {
+                    stats: CallStats::default(),
+                    first: None,
+                    last: None,
+                    bucket,
+                    origin: call.origin,
+                    connection_type: call.connection_type,
+                    tenant: String::new(),
+                    src: String::new(),
+                    dst: String::new(),
+                };
+                e.add(&call);
+                let Call { tenant, src, dst, .. } = call;
+                (e.tenant, e.src, e.dst) = (tenant, src, dst);
+                out.push(e);
+            }
+        }
+    }
+    out
 }
 
 /// What of a call is folded into an aggregate.
@@ -118,7 +205,7 @@ impl CallPart {
 }
 
 /// A retractable aggregate of calls: every field is a sum, so `-1` undoes `+1` exactly.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct CallStats {
     /// Net number of call records.
     pub records: i64,
@@ -231,34 +318,35 @@ impl ServiceCall5mRow {
     }
 }
 
+/// The view takes calls merged per edge and bucket ([`combine`]); the bucket size must divide
+/// the window.
 impl WindowedView for ServiceCall5m {
-    type Input = Call;
+    type Input = EdgeCalls;
     type Key = EdgeKey;
-    type Part = CallPart;
+    type Part = CallStats;
     type State = CallStats;
     type Row = ServiceCall5mRow;
 
     fn window_ms(&self) -> i64 {
         self.window_ms
     }
-    fn event_time(&self, input: &Call) -> EventTime {
-        input.ts
+    fn event_time(&self, input: &EdgeCalls) -> EventTime {
+        input.bucket
     }
-    fn origin(&self, input: &Call) -> Origin {
+    fn origin(&self, input: &EdgeCalls) -> Origin {
         input.origin
     }
-    fn route(&self, input: &Call) -> u64 {
-        edge_hash(input)
+    fn route(&self, input: &EdgeCalls) -> u64 {
+        input.edge_hash()
     }
-    fn split(&self, input: Call) -> (EdgeKey, CallPart) {
-        let part = CallPart::of(&input);
-        ((input.tenant, input.src, input.dst, input.connection_type), part)
+    fn split(&self, input: EdgeCalls) -> (EdgeKey, CallStats) {
+        ((input.tenant, input.src, input.dst, input.connection_type), input.stats)
     }
     fn new_state(&self) -> CallStats {
         CallStats::default()
     }
-    fn fold(&self, state: &mut CallStats, part: CallPart) {
-        state.fold(&part);
+    fn fold(&self, state: &mut CallStats, part: CallStats) {
+        state.merge(&part);
     }
     fn row(&self, window_start: EventTime, key: &EdgeKey, state: &CallStats) -> Option<ServiceCall5mRow> {
         ServiceCall5mRow::from_stats(window_start, self.window_ms, key, state)
