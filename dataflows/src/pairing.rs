@@ -45,16 +45,13 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
-use timely::dataflow::channels::pact::{Exchange, Pipeline};
-use timely::dataflow::operators::generic::operator::Operator;
-use timely::dataflow::operators::Capability;
 use timely::dataflow::StreamVec;
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::record::{DeadLetter, EventTime, Peer, Span, SpanKind};
 use crate::time::{window_is_final, window_start};
 use crate::views::service_call_5m::{Call, ConnectionType};
-use crate::window::fmt_ms;
+use crate::window::{epoch_by_epoch, fmt_ms};
 
 /// Who calls a root SERVER span.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -552,39 +549,13 @@ pub fn pairing<'scope>(
     watermarks: StreamVec<'scope, u64, EventTime>,
 ) -> StreamVec<'scope, u64, PairEvent> {
     let route = |s: &Span| xxh3_64(&s.trace_id);
-    spans.binary_frontier(watermarks, Exchange::new(route), Pipeline, "pairing", move |_cap, _info| {
-        let mut pairer = Pairer::new(cfg);
-        type Stash = (Vec<Span>, Option<EventTime>);
-        let mut pending: BTreeMap<u64, (Capability<u64>, Stash)> = BTreeMap::new();
-        let mut out = Vec::new();
-        move |(input1, frontier1), (input2, frontier2), output| {
-            input1.for_each(|cap, data| {
-                if let Some(cap) = cap.retain_least(0) {
-                    pending.entry(*cap.time()).or_insert_with(|| (cap, Default::default())).1 .0.append(data);
-                }
-            });
-            input2.for_each(|cap, data| {
-                if let Some(cap) = cap.retain_least(0) {
-                    let entry = pending.entry(*cap.time()).or_insert_with(|| (cap, Default::default()));
-                    if let Some(wm) = data.iter().copied().max() {
-                        entry.1 .1 = Some(entry.1 .1.map_or(wm, |w: EventTime| w.max(wm)));
-                    }
-                }
-            });
-            while let Some(entry) = pending.first_entry() {
-                let time = *entry.key();
-                if frontier1.less_equal(&time) || frontier2.less_equal(&time) {
-                    break;
-                }
-                let (cap, (spans, watermark)) = entry.remove();
-                pairer.arrive(spans, &mut out);
-                if let Some(wm) = watermark {
-                    pairer.advance(wm, &mut out);
-                }
-                out.push(PairEvent::Counters(pairer.counters()));
-                output.session(&cap).give_iterator(out.drain(..));
-            }
+    let mut pairer = Pairer::new(cfg);
+    epoch_by_epoch("pairing", spans, watermarks, route, move |spans, watermark, out| {
+        pairer.arrive(spans, out);
+        if let Some(wm) = watermark {
+            pairer.advance(wm, out);
         }
+        out.push(PairEvent::Counters(pairer.counters()));
     })
 }
 

@@ -194,6 +194,56 @@ pub fn windowed<'scope, V: WindowedView>(
     })
 }
 
+/// Runs `logic` once per complete epoch, in epoch order, with the epoch's records (exchanged
+/// between workers by `route`) and the epoch's new watermark (the largest the watermark stream
+/// carried at that epoch, if any); `logic` pushes the epoch's output. The shape of every stateful
+/// operator that works epoch by epoch on the engine's watermark (pairing, the live graph, the
+/// miners).
+pub fn epoch_by_epoch<'scope, D, O, R, L>(
+    name: &str,
+    records: StreamVec<'scope, u64, D>,
+    watermarks: StreamVec<'scope, u64, EventTime>,
+    route: R,
+    mut logic: L,
+) -> StreamVec<'scope, u64, O>
+where
+    D: ExchangeData,
+    O: Clone + 'static,
+    R: Fn(&D) -> u64 + 'static,
+    L: FnMut(Vec<D>, Option<EventTime>, &mut Vec<O>) + 'static,
+{
+    records.binary_frontier(watermarks, Exchange::new(route), Pipeline, name, move |_cap, _info| {
+        let mut pending: BTreeMap<u64, (Capability<u64>, Vec<D>, Option<EventTime>)> = BTreeMap::new();
+        let mut out = Vec::new();
+        move |(input1, frontier1), (input2, frontier2), output| {
+            input1.for_each(|cap, data| {
+                if let Some(cap) = cap.retain_least(0) {
+                    pending.entry(*cap.time()).or_insert_with(|| (cap, Vec::new(), None)).1.append(data);
+                }
+            });
+            input2.for_each(|cap, data| {
+                if let Some(cap) = cap.retain_least(0) {
+                    let entry = pending.entry(*cap.time()).or_insert_with(|| (cap, Vec::new(), None));
+                    if let Some(wm) = data.iter().copied().max() {
+                        entry.2 = Some(entry.2.map_or(wm, |w| w.max(wm)));
+                    }
+                }
+            });
+            while let Some(entry) = pending.first_entry() {
+                let time = *entry.key();
+                if frontier1.less_equal(&time) || frontier2.less_equal(&time) {
+                    break;
+                }
+                let (cap, records, watermark) = entry.remove();
+                logic(records, watermark, &mut out);
+                if !out.is_empty() {
+                    output.session(&cap).give_iterator(out.drain(..));
+                }
+            }
+        }
+    })
+}
+
 /// RFC 3339 rendering of event time for messages.
 pub fn fmt_ms(ms: EventTime) -> String {
     match chrono::DateTime::from_timestamp_millis(ms) {

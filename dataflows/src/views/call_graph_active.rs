@@ -26,9 +26,6 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
-use timely::dataflow::channels::pact::{Exchange, Pipeline};
-use timely::dataflow::operators::generic::operator::Operator;
-use timely::dataflow::operators::Capability;
 use timely::dataflow::StreamVec;
 use xxhash_rust::xxh3::Xxh3DefaultBuilder;
 
@@ -36,6 +33,7 @@ use super::service_call_5m::{combine, timestamp_field, Call, CallStats, Connecti
 use super::{OrdF64, ViewRow};
 use crate::record::EventTime;
 use crate::time::{window_is_final, window_start};
+use crate::window::epoch_by_epoch;
 
 const MINUTE: i64 = 60_000;
 /// Closed `topo_edge_time` rows are written to Parquet per 5-minute bucket of `valid_to`.
@@ -248,36 +246,8 @@ pub fn active_graph<'scope>(
     calls: StreamVec<'scope, u64, EdgeCalls>,
     watermarks: StreamVec<'scope, u64, EventTime>,
 ) -> StreamVec<'scope, u64, GraphEvent> {
-    calls.binary_frontier(watermarks, Exchange::new(EdgeCalls::edge_hash), Pipeline, "call_graph_active", move |_cap, _info| {
-        let mut graph = ActiveGraph::new(cfg);
-        type Stash = (Vec<EdgeCalls>, Option<EventTime>);
-        let mut pending: BTreeMap<u64, (Capability<u64>, Stash)> = BTreeMap::new();
-        let mut out = Vec::new();
-        move |(input1, frontier1), (input2, frontier2), output| {
-            input1.for_each(|cap, data| {
-                if let Some(cap) = cap.retain_least(0) {
-                    pending.entry(*cap.time()).or_insert_with(|| (cap, Default::default())).1 .0.append(data);
-                }
-            });
-            input2.for_each(|cap, data| {
-                if let Some(cap) = cap.retain_least(0) {
-                    let entry = pending.entry(*cap.time()).or_insert_with(|| (cap, Default::default()));
-                    if let Some(wm) = data.iter().copied().max() {
-                        entry.1 .1 = Some(entry.1 .1.map_or(wm, |w: EventTime| w.max(wm)));
-                    }
-                }
-            });
-            while let Some(entry) = pending.first_entry() {
-                let time = *entry.key();
-                if frontier1.less_equal(&time) || frontier2.less_equal(&time) {
-                    break;
-                }
-                let (cap, (calls, watermark)) = entry.remove();
-                graph.step_edges(calls, watermark, &mut out);
-                output.session(&cap).give_iterator(out.drain(..));
-            }
-        }
-    })
+    let mut graph = ActiveGraph::new(cfg);
+    epoch_by_epoch("call_graph_active", calls, watermarks, EdgeCalls::edge_hash, move |calls, watermark, out| graph.step_edges(calls, watermark, out))
 }
 
 fn micros(rows: &[&impl Sized], f: impl Fn(usize) -> Option<EventTime>) -> ArrayRef {

@@ -33,9 +33,6 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
-use timely::dataflow::channels::pact::{Exchange, Pipeline};
-use timely::dataflow::operators::generic::operator::Operator;
-use timely::dataflow::operators::Capability;
 use timely::dataflow::StreamVec;
 use xxhash_rust::xxh3::{xxh3_64, Xxh3};
 
@@ -44,7 +41,7 @@ use super::ViewRow;
 use crate::logs::drain::{ClusterRecord, Miner, MinerConfig};
 use crate::record::{DeadLetter, EventTime, LogRecord, Origin};
 use crate::time::{window_is_final, window_start};
-use crate::window::{fmt_ms, WindowedView};
+use crate::window::{epoch_by_epoch, fmt_ms, WindowedView};
 
 /// A persisted template, as `log_pattern` holds it (for the library reload).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -293,36 +290,8 @@ fn pattern_row(tenant: &str, record: ClusterRecord, severity: u8) -> LogPatternR
 /// Runs the miners over log records (exchanged by tenant) with the engine's watermark stream.
 pub fn mine<'scope>(cfg: LogPatternConfig, records: StreamVec<'scope, u64, LogRecord>, watermarks: StreamVec<'scope, u64, EventTime>) -> StreamVec<'scope, u64, MineEvent> {
     let route = |r: &LogRecord| xxh3_64(r.tenant.as_bytes());
-    records.binary_frontier(watermarks, Exchange::new(route), Pipeline, "log_pattern", move |_cap, _info| {
-        let mut mining = LogMining::new(cfg);
-        type Stash = (Vec<LogRecord>, Option<EventTime>);
-        let mut pending: BTreeMap<u64, (Capability<u64>, Stash)> = BTreeMap::new();
-        let mut out = Vec::new();
-        move |(input1, frontier1), (input2, frontier2), output| {
-            input1.for_each(|cap, data| {
-                if let Some(cap) = cap.retain_least(0) {
-                    pending.entry(*cap.time()).or_insert_with(|| (cap, Default::default())).1 .0.append(data);
-                }
-            });
-            input2.for_each(|cap, data| {
-                if let Some(cap) = cap.retain_least(0) {
-                    let entry = pending.entry(*cap.time()).or_insert_with(|| (cap, Default::default()));
-                    if let Some(wm) = data.iter().copied().max() {
-                        entry.1 .1 = Some(entry.1 .1.map_or(wm, |w: EventTime| w.max(wm)));
-                    }
-                }
-            });
-            while let Some(entry) = pending.first_entry() {
-                let time = *entry.key();
-                if frontier1.less_equal(&time) || frontier2.less_equal(&time) {
-                    break;
-                }
-                let (cap, (records, watermark)) = entry.remove();
-                mining.step(records, watermark, &mut out);
-                output.session(&cap).give_iterator(out.drain(..));
-            }
-        }
-    })
+    let mut mining = LogMining::new(cfg);
+    epoch_by_epoch("log_pattern", records, watermarks, route, move |records, watermark, out| mining.step(records, watermark, out))
 }
 
 /// The `log_pattern_5m` view: counts per window, service and template.
