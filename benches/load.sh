@@ -1,13 +1,22 @@
 #!/usr/bin/env bash
-# End-to-end load benchmark: generator (fast, deterministic) -> decode -> metric_1m -> Postgres
+# End-to-end load benchmark: generator (fast, deterministic) -> decode -> views -> Postgres
 # (one transaction per frontier) + Parquet (final windows) on this machine's real services.
 # Prints the engine's report: records/s, freshness p50/p99 (epoch read -> committed in every
-# sink), peak RSS. Usage: benches/load.sh [EVENT_HOURS] [SERVICES] [WORKERS]
+# sink), peak RSS, the views' counters.
+# Usage: benches/load.sh [EVENT_HOURS] [SERVICES] [WORKERS] [SIGNALS]
+#   SIGNALS: metrics (default: metrics -> metric_1m) or all (metrics, spans and logs -> metric_1m,
+#   the span views and the log views).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 hours=${1:-2}
 services=${2:-40}
 workers=${3:-2}
+signals=${4:-metrics}
+case "$signals" in
+  metrics) signal_list="[metrics]"; views="  metric_1m: {}" ;;
+  all) signal_list="[metrics, spans, logs]"; views=$'  metric_1m: {}\n  service_call_5m: {}\n  log_pattern_5m: {}' ;;
+  *) echo "SIGNALS must be metrics or all" >&2; exit 2 ;;
+esac
 eval "$(bash scripts/services.sh)"
 cargo build --release --locked --bin observebridge >&2
 out=$(mktemp -d)
@@ -30,9 +39,9 @@ sources:
       start: 2026-11-20T00:00:00Z
       pace: fast
       duration: ${hours}h
-      signals: [metrics]
+      signals: $signal_list
 views:
-  metric_1m: {}
+$views
 sinks:
   postgres:
     url: $OBSERVEBRIDGE_TEST_PG_URL
