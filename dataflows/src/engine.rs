@@ -35,7 +35,7 @@ use crate::views::blast_radius::{blast_radius, BlastRadiusRow};
 use crate::views::call_graph_active::{active_graph, CallGraphActiveRow, CallGraphConfig, GraphEvent, TopoEdgeTimeRow};
 use crate::views::log_pattern::{mine, LogPattern5m, LogPatternConfig, LogPatternNewRow, LogPatternRow, MineEvent};
 use crate::views::metric_1m::Metric1m;
-use crate::views::service_call_5m::{combine, combine_bucket_ms, Call, EdgeCalls, ServiceCall5m, ServiceCall5mRow};
+use crate::views::service_call_5m::{combine, combine_bucket_ms, ServiceCall5m};
 use crate::views::ViewRow;
 use crate::window::{windowed, WindowEvent, WindowedView};
 
@@ -408,7 +408,9 @@ fn span_views<'s>(config: ServiceCallConfig, spans: StreamVec<'s, u64, Span>, wa
     let call_watermarks = watermarks.map(move |w| shift(w, wait));
     // Calls are merged per worker and epoch by (edge, bucket) before they are exchanged by edge:
     // both edge views take the merged records (their fold is a merge of retractable sums).
-    let edges = combine_calls(calls, combine_bucket_ms(config.pairing.window_ms));
+    // Each epoch's calls merged on this worker by (edge, bucket) before the exchange by edge.
+    let bucket_ms = combine_bucket_ms(config.pairing.window_ms);
+    let edges = per_epoch(calls, Pipeline, "combine_calls", move |calls| combine(calls, bucket_ms));
     let mut outs = vec![other];
     outs.extend(windowed_view(view, edges.clone(), call_watermarks.clone()));
 
@@ -430,32 +432,7 @@ fn span_views<'s>(config: ServiceCallConfig, spans: StreamVec<'s, u64, Span>, wa
     outs.push(view_changes::<TopoEdgeTimeRow>(topo));
     outs.push(final_windows::<TopoEdgeTimeRow>(topo_finals));
     outs.push(view_changes::<BlastRadiusRow>(blast_radius(edges, config.max_hops)));
-    let _ = ServiceCall5mRow::VIEW;
     outs
-}
-
-/// Merges each epoch's calls on this worker by `(edge, bucket of bucket_ms)`.
-fn combine_calls<'s>(calls: StreamVec<'s, u64, Call>, bucket_ms: i64) -> StreamVec<'s, u64, EdgeCalls> {
-    calls.unary_frontier(Pipeline, "combine_calls", move |_cap, _info| {
-        let mut pending: BTreeMap<u64, (timely::dataflow::operators::Capability<u64>, Vec<Call>)> = BTreeMap::new();
-        move |(input, frontier), output| {
-            input.for_each(|cap, data| {
-                if let Some(cap) = cap.retain_least(0) {
-                    pending.entry(*cap.time()).or_insert_with(|| (cap, Vec::new())).1.append(data);
-                }
-            });
-            while let Some(entry) = pending.first_entry() {
-                if frontier.less_equal(entry.key()) {
-                    break;
-                }
-                let (cap, calls) = entry.remove();
-                let merged = combine(calls, bucket_ms);
-                if !merged.is_empty() {
-                    output.session(&cap).give_iterator(merged.into_iter());
-                }
-            }
-        }
-    })
 }
 
 /// The log views: the miners, then `log_pattern_5m` (windowed), `log_pattern` and
@@ -528,11 +505,12 @@ fn final_windows<'s, R: ViewRow>(finals: StreamVec<'s, u64, R>) -> StreamVec<'s,
 }
 
 /// Collects each epoch's records and calls `logic` once per complete epoch, in epoch order.
-fn per_epoch<'s, D, P, L>(stream: StreamVec<'s, u64, D>, pact: P, name: &str, mut logic: L) -> StreamVec<'s, u64, Out>
+fn per_epoch<'s, D, O, P, L>(stream: StreamVec<'s, u64, D>, pact: P, name: &str, mut logic: L) -> StreamVec<'s, u64, O>
 where
     D: Clone + 'static,
+    O: Clone + 'static,
     P: timely::dataflow::channels::pact::ParallelizationContract<u64, Vec<D>>,
-    L: FnMut(Vec<D>) -> Vec<Out> + 'static,
+    L: FnMut(Vec<D>) -> Vec<O> + 'static,
 {
     stream.unary_frontier(pact, name, move |_cap, _info| {
         let mut pending: BTreeMap<u64, (timely::dataflow::operators::Capability<u64>, Vec<D>)> = BTreeMap::new();
