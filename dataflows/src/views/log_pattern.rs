@@ -156,46 +156,52 @@ impl LibraryEntry {
     }
 }
 
+/// One tenant's miner and what the views remember of its templates.
+struct TenantLogs {
+    miner: Miner,
+    /// Worst severity seen per template.
+    severity: HashMap<u64, u8>,
+    /// The `log_pattern` row last emitted per template.
+    emitted: HashMap<u64, LogPatternRow>,
+    /// Per template, the services that logged it and when they first did (`log_pattern_new`).
+    seen: HashMap<u64, HashMap<String, EventTime>>,
+}
+
+impl TenantLogs {
+    /// A tenant's state, its miner restored from the tenant's part of the library.
+    fn restore(tenant: &str, cfg: &LogPatternConfig) -> Self {
+        let mut severity = HashMap::new();
+        let mut records = Vec::new();
+        for entry in cfg.library.iter().filter(|e| e.tenant == tenant) {
+            severity.insert(entry.record.id, entry.severity);
+            records.push(entry.record.clone());
+        }
+        let miner = Miner::restore(tenant, cfg.miner.clone(), records);
+        let emitted = miner.clusters().map(|c| (c.id(), pattern_row(tenant, c.record(), severity.get(&c.id()).copied().unwrap_or(0)))).collect();
+        Self { miner, severity, emitted, seen: HashMap::new() }
+    }
+}
+
 /// The log state of one worker: a miner per tenant (usable without timely, for tests).
 pub struct LogMining {
     cfg: LogPatternConfig,
     watermark: Option<EventTime>,
-    miners: BTreeMap<String, Miner>,
-    severity: HashMap<(String, u64), u8>,
-    emitted: HashMap<(String, u64), LogPatternRow>,
-    /// `(tenant, resource, fingerprint)` -> first seen, for `log_pattern_new`.
-    seen: HashMap<(String, String, u64), EventTime>,
+    tenants: BTreeMap<String, TenantLogs>,
     /// The rows of `log_pattern_new` currently emitted, by when they stop being new.
     new_until: BTreeSet<(EventTime, String, String, u64)>,
 }
 
 impl LogMining {
     pub fn new(cfg: LogPatternConfig) -> Self {
-        Self { cfg, watermark: None, miners: BTreeMap::new(), severity: HashMap::new(), emitted: HashMap::new(), seen: HashMap::new(), new_until: BTreeSet::new() }
-    }
-
-    fn miner(&mut self, tenant: &str) -> &mut Miner {
-        if !self.miners.contains_key(tenant) {
-            let mut records = Vec::new();
-            for entry in self.cfg.library.iter().filter(|e| e.tenant == tenant) {
-                self.severity.insert((tenant.to_owned(), entry.record.id), entry.severity);
-                records.push(entry.record.clone());
-            }
-            let miner = Miner::restore(tenant, self.cfg.miner.clone(), records);
-            for cluster in miner.clusters() {
-                let row = pattern_row(tenant, cluster.record(), self.severity.get(&(tenant.to_owned(), cluster.id())).copied().unwrap_or(0));
-                self.emitted.insert((tenant.to_owned(), cluster.id()), row);
-            }
-            self.miners.insert(tenant.to_owned(), miner);
-        }
-        self.miners.get_mut(tenant).expect("inserted")
+        Self { cfg, watermark: None, tenants: BTreeMap::new(), new_until: BTreeSet::new() }
     }
 
     /// Mines one epoch's records, then applies the epoch's new watermark, if any.
     pub fn step(&mut self, mut records: Vec<LogRecord>, watermark: Option<EventTime>, out: &mut Vec<MineEvent>) {
         records.sort_by(|a, b| (a.ts, a.origin).cmp(&(b.ts, b.origin)));
         let size = self.cfg.window_ms;
-        let mut touched: BTreeSet<(String, u64)> = BTreeSet::new();
+        // Templates whose pattern row may have changed, per tenant.
+        let mut touched: BTreeMap<String, BTreeSet<u64>> = BTreeMap::new();
         for record in records {
             let start = window_start(record.ts, size);
             if window_is_final(start, size, self.watermark) {
@@ -213,42 +219,49 @@ impl LogMining {
                 }));
                 continue;
             }
-            let tenant = record.tenant.clone();
-            let m = self.miner(&tenant).add(&record.message, record.ts);
-            if let Some(evicted) = m.evicted {
-                touched.insert((tenant.clone(), evicted));
+            if !self.tenants.contains_key(&record.tenant) {
+                self.tenants.insert(record.tenant.clone(), TenantLogs::restore(&record.tenant, &self.cfg));
             }
-            let severity = self.severity.entry((tenant.clone(), m.id)).or_insert(0);
+            let tenant = self.tenants.get_mut(&record.tenant).expect("inserted");
+            let m = tenant.miner.add(&record.message, record.ts);
+            let severity = tenant.severity.entry(m.id).or_insert(0);
             *severity = (*severity).max(record.severity);
-            touched.insert((tenant.clone(), m.id));
-            let seen_key = (tenant.clone(), record.resource.clone(), m.id);
-            if !self.seen.contains_key(&seen_key) {
-                self.seen.insert(seen_key, record.ts);
-                let row = LogPatternNewRow { tenant: tenant.clone(), resource: record.resource.clone(), fingerprint_id: m.id as i64, first_seen: record.ts };
-                self.new_until.insert((record.ts + self.cfg.new_within_ms, tenant.clone(), record.resource.clone(), m.id));
+            let services = tenant.seen.entry(m.id).or_default();
+            if !services.contains_key(&record.resource) {
+                services.insert(record.resource.clone(), record.ts);
+                self.new_until.insert((record.ts + self.cfg.new_within_ms, record.tenant.clone(), record.resource.clone(), m.id));
+                let row = LogPatternNewRow { tenant: record.tenant.clone(), resource: record.resource.clone(), fingerprint_id: m.id as i64, first_seen: record.ts };
                 out.push(MineEvent::New(row, 1));
             }
+            let ids = match touched.get_mut(&record.tenant) {
+                Some(ids) => ids,
+                None => touched.entry(record.tenant.clone()).or_default(),
+            };
+            ids.insert(m.id);
+            ids.extend(m.evicted);
             let error = record.is_error();
-            out.push(MineEvent::Hit(PatternHit { tenant, resource: record.resource, fingerprint: m.id, ts: record.ts, error, origin: record.origin }));
+            out.push(MineEvent::Hit(PatternHit { tenant: record.tenant, resource: record.resource, fingerprint: m.id, ts: record.ts, error, origin: record.origin }));
         }
-        for (tenant, id) in touched {
-            let row = self.miners.get(&tenant).and_then(|m| m.cluster(id)).map(|c| pattern_row(&tenant, c.record(), self.severity.get(&(tenant.clone(), id)).copied().unwrap_or(0)));
-            let key = (tenant, id);
-            if self.emitted.get(&key) == row.as_ref() {
-                continue;
-            }
-            if let Some(old) = self.emitted.remove(&key) {
-                out.push(MineEvent::Pattern(old, -1));
-            }
-            match row {
-                Some(row) => {
-                    out.push(MineEvent::Pattern(row.clone(), 1));
-                    self.emitted.insert(key, row);
+        for (name, ids) in touched {
+            let Some(tenant) = self.tenants.get_mut(&name) else { continue };
+            for id in ids {
+                let row = tenant.miner.cluster(id).map(|c| pattern_row(&name, c.record(), tenant.severity.get(&id).copied().unwrap_or(0)));
+                if tenant.emitted.get(&id) == row.as_ref() {
+                    continue;
                 }
-                None => {
-                    // Evicted: forget it everywhere.
-                    self.severity.remove(&key);
-                    self.seen.retain(|(t, _, f), _| !(t == &key.0 && *f == key.1));
+                if let Some(old) = tenant.emitted.remove(&id) {
+                    out.push(MineEvent::Pattern(old, -1));
+                }
+                match row {
+                    Some(row) => {
+                        out.push(MineEvent::Pattern(row.clone(), 1));
+                        tenant.emitted.insert(id, row);
+                    }
+                    None => {
+                        // Evicted: forget it everywhere.
+                        tenant.severity.remove(&id);
+                        tenant.seen.remove(&id);
+                    }
                 }
             }
         }
@@ -265,8 +278,8 @@ impl LogMining {
             }
         }
         let mut totals = [0u64; 5];
-        for miner in self.miners.values() {
-            let s = miner.stats();
+        for tenant in self.tenants.values() {
+            let s = tenant.miner.stats();
             for (t, v) in totals.iter_mut().zip([s.lines, s.clusters_created, s.generalisations, s.evictions, s.truncations]) {
                 *t += v;
             }
