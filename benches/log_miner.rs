@@ -9,6 +9,9 @@
 //!   seen them once: the steady state of a tenant whose patterns are known.
 //! - `synthetic/cold`: the same lines through a fresh miner each iteration.
 //! - `synthetic/mask_only`: masking alone, for the split of the cost.
+//! - `generator/cold`: the built-in generator's log lines (20 services, 10 minutes of event
+//!   time, the bad deploy's new error template included), decoded from its OTLP messages
+//!   beforehand, through a fresh miner each iteration.
 //!
 //! Throughput is reported in lines per second. Run: `cargo bench --bench log_miner`.
 
@@ -16,6 +19,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use observebridge_connectors::generator::{GeneratedSignal, Generator, GeneratorConfig, Pace};
+use observebridge_connectors::source::{Poll, Source};
+use observebridge_dataflows::decode::{decode_logs, DecodeConfig};
+use observebridge_dataflows::record::{Encoding, Origin, RawMessage, Signal, WireFormat};
 use observebridge_dataflows::logs::loghub::{read_contents, SYSTEMS};
 use observebridge_dataflows::logs::{MaskedLine, Masker, Miner, MinerConfig};
 
@@ -158,5 +165,44 @@ fn synthetic(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, loghub, synthetic);
+/// The generator's log messages, decoded: what `observebridge run` mines.
+fn generator_lines() -> Vec<String> {
+    let cfg = GeneratorConfig {
+        seed: 7,
+        services: 20,
+        start: Some("2026-11-20T00:00:00Z".parse().expect("start")),
+        pace: Pace::Fast,
+        duration: Some(Duration::from_secs(10 * 60)),
+        signals: vec![GeneratedSignal::Logs],
+        ..GeneratorConfig::default()
+    };
+    let mut generator = Generator::new(&cfg).expect("generator");
+    let mut records = Vec::new();
+    while generator.poll(10_000, Duration::ZERO, &mut records).expect("poll") != Poll::Exhausted {}
+    let (mut logs, mut errors) = (Vec::new(), Vec::new());
+    for r in records {
+        let msg = RawMessage { origin: Origin { partition: 0, offset: r.offset }, encoding: Encoding::new(Signal::Logs, WireFormat::OtlpProto), payload: r.payload };
+        decode_logs(&msg, &DecodeConfig::default(), &mut logs, &mut errors);
+    }
+    assert!(errors.is_empty(), "{errors:?}");
+    logs.into_iter().map(|l| l.message).collect()
+}
+
+fn generator(c: &mut Criterion) {
+    let lines = generator_lines();
+    let mut group = c.benchmark_group("generator");
+    group.sample_size(10).measurement_time(Duration::from_secs(5)).throughput(Throughput::Elements(lines.len() as u64));
+    group.bench_function("cold", |b| {
+        b.iter(|| {
+            let mut miner = Miner::new("bench", MinerConfig::default());
+            for (i, line) in lines.iter().enumerate() {
+                std::hint::black_box(miner.add(line, i as i64));
+            }
+            miner.len()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, loghub, synthetic, generator);
 criterion_main!(benches);
