@@ -410,8 +410,9 @@ fn write_json(out: &mut Vec<u8>, value: Option<&any_value::Value>) {
 /// requires), and fails loudly on anything else (a `traceId` that is not hex). Bodies use the
 /// crate's `AnyValue`, which reads every value kind (`intValue` as a string, base64 bytes).
 mod otlp_json {
+    use crate::decode::otlp_json_common::{nullable, Resource};
     use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
+    use opentelemetry_proto::tonic::common::v1::AnyValue;
     use opentelemetry_proto::tonic::logs::v1 as pb;
     use opentelemetry_proto::tonic::resource::v1::Resource as PbResource;
     use serde::de::{self, Deserialize, Deserializer, Unexpected, Visitor};
@@ -441,13 +442,6 @@ mod otlp_json {
         Ok(ExportLogsServiceRequest { resource_logs })
     }
 
-    /// `null` reads as the default, as the protobuf JSON mapping wants.
-    fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(
-        d: D,
-    ) -> Result<T, D::Error> {
-        Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
-    }
-
     #[derive(serde::Deserialize)]
     #[serde(rename_all = "camelCase")]
     struct Request {
@@ -461,12 +455,6 @@ mod otlp_json {
         resource: Option<Resource>,
         #[serde(default, deserialize_with = "nullable")]
         scope_logs: Vec<ScopeLogs>,
-    }
-
-    #[derive(serde::Deserialize)]
-    struct Resource {
-        #[serde(default, deserialize_with = "nullable")]
-        attributes: Vec<KeyValue>,
     }
 
     #[derive(serde::Deserialize)]

@@ -725,6 +725,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Labels<'a> {
 /// fails loudly on anything else. Attributes still use the crate's `KeyValue`, which reads them
 /// correctly (`intValue` as a string, nested arrays and kvlists, base64 bytes).
 mod otlp_json {
+    use crate::decode::otlp_json_common::{nullable, Resource};
     use std::marker::PhantomData;
     use std::str::FromStr;
 
@@ -770,13 +771,6 @@ mod otlp_json {
         Ok(ExportMetricsServiceRequest { resource_metrics })
     }
 
-    /// `null` reads as the default, as the protobuf JSON mapping wants.
-    fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(
-        d: D,
-    ) -> Result<T, D::Error> {
-        Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
-    }
-
     #[derive(serde::Deserialize)]
     #[serde(rename_all = "camelCase")]
     struct Request {
@@ -790,12 +784,6 @@ mod otlp_json {
         resource: Option<Resource>,
         #[serde(default, deserialize_with = "nullable")]
         scope_metrics: Vec<ScopeMetrics>,
-    }
-
-    #[derive(serde::Deserialize)]
-    struct Resource {
-        #[serde(default, deserialize_with = "nullable")]
-        attributes: Vec<KeyValue>,
     }
 
     #[derive(serde::Deserialize)]

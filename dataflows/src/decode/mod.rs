@@ -9,6 +9,11 @@
 //!   resource URN rules (architecture section 2) that every OTLP decoder applies.
 //! - [`metrics`]: metrics (OTLP protobuf, OTLP JSON, JSON lines) to
 //!   [`MetricPoint`](crate::record::MetricPoint)s, and the canonical series form.
+//! - [`spans`]: spans (OTLP protobuf, OTLP JSON) to [`Span`](crate::record::Span)s: the error,
+//!   peer and sampling-multiplier rules pairing needs.
+//! - [`logs`]: logs (OTLP protobuf, OTLP JSON, JSON lines, plain text with a header format) to
+//!   [`LogRecord`](crate::record::LogRecord)s.
+//! - `otlp_json_common`: what the three OTLP JSON readers share.
 //!
 //! # Example
 //! ```
@@ -29,6 +34,7 @@
 
 pub mod logs;
 pub mod metrics;
+mod otlp_json_common;
 pub mod spans;
 
 pub use logs::{LogDecodeError, decode_logs};

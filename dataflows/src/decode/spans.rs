@@ -463,6 +463,7 @@ fn tracestate_weight(trace_state: &str) -> Result<f64, SpanProblem> {
 /// requires, and fails loudly on anything else. Attributes use the crate's `KeyValue`, which
 /// reads them correctly.
 mod otlp_json {
+    use crate::decode::otlp_json_common::{nullable, Resource};
     use std::marker::PhantomData;
 
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -496,13 +497,6 @@ mod otlp_json {
         Ok(ExportTraceServiceRequest { resource_spans })
     }
 
-    /// `null` reads as the default, as the protobuf JSON mapping wants.
-    fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(
-        d: D,
-    ) -> Result<T, D::Error> {
-        Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
-    }
-
     #[derive(serde::Deserialize)]
     #[serde(rename_all = "camelCase")]
     struct Request {
@@ -516,12 +510,6 @@ mod otlp_json {
         resource: Option<Resource>,
         #[serde(default, deserialize_with = "nullable")]
         scope_spans: Vec<ScopeSpans>,
-    }
-
-    #[derive(serde::Deserialize)]
-    struct Resource {
-        #[serde(default, deserialize_with = "nullable")]
-        attributes: Vec<KeyValue>,
     }
 
     #[derive(serde::Deserialize)]
