@@ -136,12 +136,6 @@ pub struct Peer {
     pub client_address: Option<String>,
 }
 
-impl Peer {
-    pub fn is_empty(&self) -> bool {
-        *self == Peer::default()
-    }
-}
-
 /// A decoded span: what pairing and the call views need of it, nothing more.
 #[derive(Clone, Debug, PartialEq, PartialOrd, Serialize, Deserialize)]
 pub struct Span {

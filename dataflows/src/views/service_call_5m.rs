@@ -80,11 +80,6 @@ impl Call {
     pub fn negated(&self) -> Call {
         Call { diff: -self.diff, ..self.clone() }
     }
-
-    /// `(tenant, src, dst, connection_type)`.
-    pub fn edge(&self) -> EdgeKey {
-        (self.tenant.clone(), self.src.clone(), self.dst.clone(), self.connection_type)
-    }
 }
 
 /// `(tenant, src, dst, connection_type)`.
