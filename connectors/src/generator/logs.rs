@@ -27,9 +27,8 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, any_value};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs, SeverityNumber};
-use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -94,36 +93,6 @@ struct Line {
     pod: usize,
     severity: SeverityNumber,
     body: String,
-}
-
-fn string(key: &str, value: &str) -> KeyValue {
-    KeyValue {
-        key: key.to_owned(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(value.to_owned())),
-        }),
-        ..Default::default()
-    }
-}
-
-/// The resource of a pod of `svc` running `version`: the attributes the metrics emitter writes.
-fn resource(svc: &Service, version: &str, pod: &str, tenant: &str) -> Resource {
-    let mut attributes = vec![
-        string("service.name", &svc.name),
-        string("service.namespace", &svc.namespace),
-        string("service.version", version),
-        string("service.instance.id", pod),
-        string("k8s.namespace.name", &svc.namespace),
-        string("k8s.deployment.name", &svc.name),
-        string("k8s.pod.name", pod),
-    ];
-    if tenant != "default" {
-        attributes.push(string("tenant.id", tenant));
-    }
-    Resource {
-        attributes,
-        ..Default::default()
-    }
 }
 
 impl LogsEmitter {
@@ -267,7 +236,7 @@ impl LogsEmitter {
             .map(|(p, log_records)| {
                 let pod = revision.pods.get(p).map_or("", String::as_str);
                 ResourceLogs {
-                    resource: Some(resource(svc, revision.version, pod, tenant)),
+                    resource: Some(super::pod_resource(svc, revision.version, pod, tenant)),
                     scope_logs: vec![ScopeLogs {
                         scope: Some(self.scope.clone()),
                         log_records,

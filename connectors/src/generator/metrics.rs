@@ -28,7 +28,6 @@ use opentelemetry_proto::tonic::metrics::v1::{
     AggregationTemporality, HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics,
     ScopeMetrics,
 };
-use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -243,24 +242,8 @@ fn string(s: &str) -> any_value::Value {
 
 /// The resource field of a pod running `version` under the name `pod`.
 fn resource_field(svc: &Service, version: &str, pod: &str, tenant: &str) -> Vec<u8> {
-    let mut attributes = vec![
-        kv("service.name", string(&svc.name)),
-        kv("service.namespace", string(&svc.namespace)),
-        kv("service.version", string(version)),
-        kv("service.instance.id", string(pod)),
-        kv("k8s.namespace.name", string(&svc.namespace)),
-        kv("k8s.deployment.name", string(&svc.name)),
-        kv("k8s.pod.name", string(pod)),
-    ];
-    if tenant != "default" {
-        attributes.push(kv("tenant.id", string(tenant)));
-    }
-    let resource = Resource {
-        attributes,
-        ..Default::default()
-    };
     ResourceMetrics {
-        resource: Some(resource),
+        resource: Some(super::pod_resource(svc, version, pod, tenant)),
         ..Default::default()
     }
     .encode_to_vec()

@@ -151,6 +151,30 @@ impl GeneratedSignal {
     }
 }
 
+/// The OTLP resource of a pod of `svc` running `version`, as every emitter writes it (service
+/// and Kubernetes identity, and the tenant when it is not the default one).
+pub(crate) fn pod_resource(svc: &Service, version: &str, pod: &str, tenant: &str) -> opentelemetry_proto::tonic::resource::v1::Resource {
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+    let string = |key: &str, value: &str| KeyValue {
+        key: key.to_owned(),
+        value: Some(AnyValue { value: Some(any_value::Value::StringValue(value.to_owned())) }),
+        ..Default::default()
+    };
+    let mut attributes = vec![
+        string("service.name", &svc.name),
+        string("service.namespace", &svc.namespace),
+        string("service.version", version),
+        string("service.instance.id", pod),
+        string("k8s.namespace.name", &svc.namespace),
+        string("k8s.deployment.name", &svc.name),
+        string("k8s.pod.name", pod),
+    ];
+    if tenant != "default" {
+        attributes.push(string("tenant.id", tenant));
+    }
+    opentelemetry_proto::tonic::resource::v1::Resource { attributes, ..Default::default() }
+}
+
 /// What every emitter reads: the estate, its timeline and the clock of the run.
 pub(crate) struct World {
     seed: u64,

@@ -33,7 +33,6 @@
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
-use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{
     ResourceSpans, ScopeSpans, Span, Status, span::SpanKind, status::StatusCode,
 };
@@ -165,26 +164,6 @@ fn string(key: &str, value: &str) -> KeyValue {
 
 fn int(key: &str, value: i64) -> KeyValue {
     kv(key, any_value::Value::IntValue(value))
-}
-
-/// The resource of a pod of `svc` running `version`: the attributes the metrics emitter writes.
-fn resource(svc: &Service, version: &str, pod: &str, tenant: &str) -> Resource {
-    let mut attributes = vec![
-        string("service.name", &svc.name),
-        string("service.namespace", &svc.namespace),
-        string("service.version", version),
-        string("service.instance.id", pod),
-        string("k8s.namespace.name", &svc.namespace),
-        string("k8s.deployment.name", &svc.name),
-        string("k8s.pod.name", pod),
-    ];
-    if tenant != "default" {
-        attributes.push(string("tenant.id", tenant));
-    }
-    Resource {
-        attributes,
-        ..Default::default()
-    }
 }
 
 /// A log-normal factor with median 1.
@@ -372,7 +351,7 @@ impl SpansEmitter {
                     .map(|(p, spans)| {
                         let pod = revision.pods.get(p).map_or("", String::as_str);
                         ResourceSpans {
-                            resource: Some(resource(svc, revision.version, pod, tenant)),
+                            resource: Some(super::pod_resource(svc, revision.version, pod, tenant)),
                             scope_spans: vec![ScopeSpans {
                                 scope: Some(self.scope.clone()),
                                 spans,
