@@ -80,8 +80,8 @@ pub struct GeneratorConfig {
     /// Out-of-order and late arrivals. Default: none, messages arrive in event-time order.
     #[serde(default)]
     pub disorder: Disorder,
-    /// The signals to generate, each on its own partition (`metrics`, `spans`, `logs`).
-    /// Default: every signal.
+    /// The signals to generate, each on its own partition (`metrics`, `spans`, `logs`, `k8s`:
+    /// Kubernetes watch events as JSON). Default: every signal.
     #[serde(default = "default_signals")]
     pub signals: Vec<GeneratedSignal>,
 }
@@ -354,6 +354,8 @@ mod tests {
         assert_eq!(empty, GeneratorConfig::default());
         let spans: GeneratorConfig = serde_json::from_str(r#"{"signals": ["spans"]}"#).unwrap();
         assert_eq!(spans.signals, vec![GeneratedSignal::Spans]);
+        let k8s: GeneratorConfig = serde_json::from_str(r#"{"signals": ["k8s"]}"#).unwrap();
+        assert_eq!(k8s.signals, vec![GeneratedSignal::K8s]);
         assert!(serde_json::from_str::<GeneratorConfig>(r#"{"signals": ["traces"]}"#).is_err());
     }
 

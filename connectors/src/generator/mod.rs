@@ -6,11 +6,13 @@
 //! - the **estate** ([`Estate`]): services with tiers, namespaces, pods and routes, and the call
 //!   graph between them, including databases, a queue and external APIs as virtual nodes;
 //! - the **timeline** ([`Timeline`]): what happens to the estate, as data (routine deploys, a bad
-//!   deploy a few minutes in and its rollback);
+//!   deploy a few minutes in and its rollback, a scale-up, a ConfigMap edit and a Secret
+//!   rotation that do nothing);
 //! - the **conditions** ([`Conditions`]): the state of every service at a moment of event time
 //!   (load, latency, errors, CPU, memory, revision), folded from the estate, the timeline and
 //!   the time of day;
-//! - one **emitter** per signal, each writing its own partition: metrics, spans and logs.
+//! - one **emitter** per signal, each writing its own partition: metrics, spans, logs and
+//!   Kubernetes watch events.
 //!
 //! Every byte of output depends only on the configuration and the start time: randomness is
 //! keyed by coordinates (seed, signal, scrape, pod), not drawn from a shared stream, and
@@ -32,8 +34,12 @@
 //! let services = generator.estate().services.len();
 //! let mut records = Vec::new();
 //! while generator.poll(1000, Duration::ZERO, &mut records)? == Poll::Open {}
-//! // Six ticks: a scrape of every pod, and a batch of spans and one of logs from every service.
-//! assert_eq!(records.len(), 6 * (pods + 2 * services));
+//! // Six ticks: a scrape of every pod, and a batch of spans and one of logs from every service;
+//! // and at the start, the cluster listed: five objects per service (Deployment, ReplicaSet,
+//! // Service, ConfigMap, Secret) and its pods.
+//! assert_eq!(records.len(), 6 * (pods + 2 * services) + 5 * services + pods);
+//! let k8s = records.iter().filter(|r| r.partition == 3).count();
+//! assert_eq!(k8s, 5 * services + pods);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
@@ -45,9 +51,31 @@
 //! - `metrics`: the metrics emitter (OTLP `ExportMetricsServiceRequest`, one per pod and scrape).
 //! - `spans`: the spans emitter (OTLP `ExportTraceServiceRequest`, one per service and tick).
 //! - `logs`: the logs emitter (OTLP `ExportLogsServiceRequest`, one per service and tick).
+//! - `k8s`: the Kubernetes emitter (one watch event per message, JSON; see below).
 //! - `schedule`: arrival order with deterministic disorder, per partition.
 //! - `noise`: pseudo-random values keyed by coordinates.
 //! - `wire`: protobuf field writing for the emitters' hot paths.
+//!
+//! # Kubernetes watch events
+//! Partition 3, `generator:k8s`, carries one Kubernetes watch event per message, as JSON bytes in
+//! the shape of the watch API and `kubectl get -w -o json`:
+//! `{"type":"ADDED"|"MODIFIED"|"DELETED","object":{...}}`, the object whole (`apps/v1`
+//! Deployment and ReplicaSet; `v1` Pod, Service, ConfigMap, Secret and Event). Any consumer of
+//! watch events can read them without the engine:
+//!
+//! - a service's objects: Deployment `<service>` (labels and selector
+//!   `app.kubernetes.io/name: <service>`, image `registry.example.com/<namespace>/<service>:<version>`),
+//!   ReplicaSet `<service>-<pod-template-hash>`, Pods (the names the other signals write as
+//!   `k8s.pod.name`), Service `<service>`, ConfigMap `<service>-config`, Secret
+//!   `<service>-credentials` (Opaque, values in base64); label `tenant.id` when the service's
+//!   tenant is not `default`;
+//! - event time: for an `Event`, `lastTimestamp`; for any other object, the newest
+//!   `metadata.managedFields[].time` (RFC 3339, to the second);
+//! - order: `metadata.resourceVersion` is a cluster-wide counter that increases in event-time
+//!   order, so per object too (with disorder, use it to drop stale events);
+//! - what happens: the listing at the start, then the timeline's deploys (a rollout each, the
+//!   bad one with `Unhealthy` and `BackOff` Events) and routine changes; the bad deploy's
+//!   Deployment MODIFIED comes exactly at its offset. The `k8s` module has the table.
 //!
 //! # Adding a signal
 //! A signal is a [`GeneratedSignal`] variant (its partition is its position in
@@ -56,11 +84,13 @@
 //! from the edge tier with each service's conditions (client and server spans, virtual nodes
 //! for databases, queues and external hosts); logs pick templates per service at rates from
 //! its conditions, with an error template only faulty revisions write; Kubernetes watch events
-//! will turn the timeline's changes into Deployment, ReplicaSet and Pod objects.
+//! turn the timeline's changes into the objects they touch. A signal whose messages do not come
+//! every tick (watch events) lists its ticks in its schedule's plan instead.
 
 mod conditions;
 mod config;
 mod estate;
+mod k8s;
 mod logs;
 mod metrics;
 mod noise;
@@ -84,10 +114,13 @@ pub use estate::{Edge, Estate, Route, Service, Target, Tier};
 pub use metrics::{DURATION_BOUNDS, METRIC_NAMES, points_per_message};
 pub use logs::FAULT_LOG_PREFIX;
 pub use spans::{ADJUSTED_COUNT, QUEUE_CONSUMERS, SAMPLING_ATTRIBUTE};
-pub use timeline::{Change, Deploy, Fault, Incident, Revision, Timeline};
+pub use timeline::{
+    Change, ConfigEdit, Deploy, Fault, Incident, Revision, Scale, SecretRotation, Timeline,
+};
 
+use k8s::K8sEmitter;
 use metrics::MetricsEmitter;
-use schedule::{Schedule, ScheduleSpec};
+use schedule::{Plan, Schedule, ScheduleSpec};
 use logs::LogsEmitter;
 use spans::SpansEmitter;
 
@@ -122,14 +155,18 @@ pub enum GeneratedSignal {
     Spans,
     /// OTLP `ExportLogsServiceRequest` as protobuf, one per service and tick.
     Logs,
+    /// Kubernetes watch events as JSON (`{"type": ..., "object": {...}}`), one per message: the
+    /// cluster listed at the start, then the timeline's changes.
+    K8s,
 }
 
 impl GeneratedSignal {
     /// Every signal, in partition order.
-    pub const ALL: [GeneratedSignal; 3] = [
+    pub const ALL: [GeneratedSignal; 4] = [
         GeneratedSignal::Metrics,
         GeneratedSignal::Spans,
         GeneratedSignal::Logs,
+        GeneratedSignal::K8s,
     ];
 
     /// The stream name, as in the partition name `generator:<name>`.
@@ -138,6 +175,7 @@ impl GeneratedSignal {
             GeneratedSignal::Metrics => "metrics",
             GeneratedSignal::Spans => "spans",
             GeneratedSignal::Logs => "logs",
+            GeneratedSignal::K8s => "k8s",
         }
     }
 
@@ -147,6 +185,7 @@ impl GeneratedSignal {
             GeneratedSignal::Metrics => 0,
             GeneratedSignal::Spans => 1,
             GeneratedSignal::Logs => 2,
+            GeneratedSignal::K8s => 3,
         }
     }
 }
@@ -200,6 +239,7 @@ enum Emitter {
     Metrics(MetricsEmitter),
     Spans(SpansEmitter),
     Logs(LogsEmitter),
+    K8s(K8sEmitter),
 }
 
 impl Emitter {
@@ -208,15 +248,17 @@ impl Emitter {
             GeneratedSignal::Metrics => Emitter::Metrics(MetricsEmitter::new(world)),
             GeneratedSignal::Spans => Emitter::Spans(SpansEmitter::new(world)),
             GeneratedSignal::Logs => Emitter::Logs(LogsEmitter::new(world)),
+            GeneratedSignal::K8s => Emitter::K8s(K8sEmitter::new(world)),
         }
     }
 
-    /// Messages per tick.
-    fn units(&self) -> usize {
+    /// Messages per tick: as many every tick, or at the ticks listed.
+    fn plan(&self) -> Plan {
         match self {
-            Emitter::Metrics(m) => m.units(),
-            Emitter::Spans(s) => s.units(),
-            Emitter::Logs(l) => l.units(),
+            Emitter::Metrics(m) => Plan::Every(m.units() as u64),
+            Emitter::Spans(s) => Plan::Every(s.units() as u64),
+            Emitter::Logs(l) => Plan::Every(l.units() as u64),
+            Emitter::K8s(k) => k.plan(),
         }
     }
 
@@ -226,6 +268,7 @@ impl Emitter {
             Emitter::Metrics(_) => noise::tag::METRICS_DELAY,
             Emitter::Spans(_) => spans::DELAY_TAG,
             Emitter::Logs(_) => logs::DELAY_TAG,
+            Emitter::K8s(_) => k8s::DELAY_TAG,
         }
     }
 
@@ -235,6 +278,7 @@ impl Emitter {
             Emitter::Metrics(m) => m.encode(world, tick, unit),
             Emitter::Spans(s) => s.encode(world, tick, unit),
             Emitter::Logs(l) => l.encode(world, tick, unit),
+            Emitter::K8s(k) => k.encode(world, tick, unit),
         }
     }
 }
@@ -250,7 +294,7 @@ struct Stream {
 /// The built-in generator as a [`Source`].
 ///
 /// Partitions: index `p` is `generator:<name>` of the signal whose [`partition`] is `p` (0
-/// metrics, 1 spans, 2 logs), listed up to the highest selected one so that an index always
+/// metrics, 1 spans, 2 logs, 3 k8s), listed up to the highest selected one so that an index always
 /// names the same signal; a partition of a signal that is not selected stays empty. Offsets are
 /// sequence numbers per partition from 0, in the order records are handed out.
 ///
@@ -311,7 +355,7 @@ impl Generator {
                     start_ns,
                     interval_ns,
                     ticks,
-                    units: emitter.units() as u64,
+                    plan: emitter.plan(),
                     disorder: &cfg.disorder,
                 });
                 Stream {

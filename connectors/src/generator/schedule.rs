@@ -1,10 +1,12 @@
 //! Arrival order: which message of a stream comes next, with deterministic disorder.
 //!
-//! A stream produces one message per unit (a pod, for metrics) every tick (a scrape). Each
-//! message gets an arrival time, its event time plus a delay drawn from the seed and its
-//! coordinates ([`Disorder`]), and messages are handed out in arrival order. Messages are
-//! generated lazily, only as far as needed to know that no message still to come can arrive
-//! before the one at the head of the queue: without disorder the queue holds one message.
+//! A stream produces one message per unit (a pod, for metrics) every tick (a scrape), or, for a
+//! stream of changes (Kubernetes watch events), a listed number of messages at listed ticks
+//! ([`Plan`]). Each message gets an arrival time, its tick's event time plus a delay drawn from
+//! the seed and its coordinates ([`Disorder`]), and messages are handed out in arrival order.
+//! Messages are generated lazily, only as far as needed to know that no message still to come
+//! can arrive before the one at the head of the queue: without disorder the queue holds one
+//! message.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -28,6 +30,31 @@ pub(crate) struct Pending {
     pub unit: u64,
 }
 
+/// Which ticks of a stream have messages, and how many.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Plan {
+    /// The same number of units every tick.
+    Every(u64),
+    /// `(tick, units)` in increasing tick order; ticks not listed, and every tick after the
+    /// last one listed, have none.
+    Listed(Vec<(u64, u64)>),
+}
+
+impl Plan {
+    /// The first tick with messages at or after position `cursor` of a listed plan (the tick
+    /// `cursor` for `Every`), and its units; 0 units when there is none.
+    fn at(&self, cursor: u64) -> (u64, u64) {
+        match self {
+            Plan::Every(units) => (cursor, *units),
+            Plan::Listed(ticks) => usize::try_from(cursor)
+                .ok()
+                .and_then(|c| ticks.get(c))
+                .copied()
+                .unwrap_or((u64::MAX, 0)),
+        }
+    }
+}
+
 /// The arrival queue of one stream.
 pub(crate) struct Schedule {
     seed: u64,
@@ -37,6 +64,10 @@ pub(crate) struct Schedule {
     interval_ns: u64,
     /// Ticks to generate; `None` for no end.
     ticks: Option<u64>,
+    plan: Plan,
+    /// Position in `plan` of the next tick to generate (the tick itself for `Every`).
+    cursor: u64,
+    /// Units of the next tick to generate; 0 once the plan has no more.
     units: u64,
     max_delay_ns: u64,
     late_fraction: f64,
@@ -55,7 +86,7 @@ pub(crate) struct ScheduleSpec<'a> {
     pub start_ns: u64,
     pub interval_ns: u64,
     pub ticks: Option<u64>,
-    pub units: u64,
+    pub plan: Plan,
     pub disorder: &'a Disorder,
 }
 
@@ -65,17 +96,20 @@ fn nanos(d: std::time::Duration) -> u64 {
 
 impl Schedule {
     pub(crate) fn new(spec: ScheduleSpec<'_>) -> Schedule {
+        let (next_tick, units) = spec.plan.at(0);
         Schedule {
             seed: spec.seed,
             delay_tag: spec.delay_tag,
             start_ns: spec.start_ns,
             interval_ns: spec.interval_ns,
             ticks: spec.ticks,
-            units: spec.units,
+            plan: spec.plan,
+            cursor: 0,
+            units,
             max_delay_ns: nanos(spec.disorder.max_delay),
             late_fraction: spec.disorder.late_fraction,
             late_by_ns: nanos(spec.disorder.late_by),
-            next_tick: 0,
+            next_tick,
             next_unit: 0,
             seq: 0,
             pending: BinaryHeap::new(),
@@ -144,7 +178,8 @@ impl Schedule {
         self.next_unit += 1;
         if self.next_unit == self.units {
             self.next_unit = 0;
-            self.next_tick += 1;
+            self.cursor += 1;
+            (self.next_tick, self.units) = self.plan.at(self.cursor);
         }
     }
 }
@@ -162,7 +197,7 @@ mod tests {
             start_ns: 1_000_000_000_000,
             interval_ns: 10_000_000_000,
             ticks: Some(ticks),
-            units,
+            plan: Plan::Every(units),
             disorder,
         });
         std::iter::from_fn(|| s.pop()).collect()
@@ -178,7 +213,7 @@ mod tests {
             start_ns: 0,
             interval_ns: 10,
             ticks: None,
-            units: 1000,
+            plan: Plan::Every(1000),
             disorder: &Disorder::default(),
         });
         for _ in 0..2500 {
@@ -213,5 +248,55 @@ mod tests {
             out.windows(2).any(|w| w[0].seq > w[1].seq),
             "some messages overtake others"
         );
+    }
+
+    #[test]
+    fn listed_plans_skip_empty_ticks_and_end() {
+        let listed = |ticks: Option<u64>, disorder: &Disorder| {
+            let mut s = Schedule::new(ScheduleSpec {
+                seed: 5,
+                delay_tag: 9,
+                start_ns: 0,
+                interval_ns: 10,
+                ticks,
+                plan: Plan::Listed(vec![(0, 3), (4, 1), (1_000_000, 2)]),
+                disorder,
+            });
+            std::iter::from_fn(move || s.pop())
+                .map(|p| (p.tick, p.unit))
+                .collect::<Vec<_>>()
+        };
+        let ordered = listed(None, &Disorder::default());
+        assert_eq!(
+            ordered,
+            [
+                (0, 0),
+                (0, 1),
+                (0, 2),
+                (4, 0),
+                (1_000_000, 0),
+                (1_000_000, 1)
+            ]
+        );
+        assert_eq!(listed(Some(5), &Disorder::default()), ordered[..4]);
+        assert_eq!(listed(Some(4), &Disorder::default()), ordered[..3]);
+        let disorder = Disorder {
+            max_delay: Duration::from_nanos(60),
+            late_fraction: 0.3,
+            late_by: Duration::from_nanos(100),
+        };
+        let mut shuffled = listed(None, &disorder);
+        shuffled.sort_unstable();
+        assert_eq!(shuffled, ordered);
+        let mut empty = Schedule::new(ScheduleSpec {
+            seed: 5,
+            delay_tag: 9,
+            start_ns: 0,
+            interval_ns: 10,
+            ticks: None,
+            plan: Plan::Listed(Vec::new()),
+            disorder: &Disorder::default(),
+        });
+        assert_eq!(empty.pop(), None);
     }
 }

@@ -1,5 +1,5 @@
 //! Tests of the generator as a whole: determinism, the estate's shape, the messages (metrics,
-//! spans and logs), pacing.
+//! spans, logs and Kubernetes watch events), pacing.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -387,7 +387,9 @@ fn bad_deploy_shows_in_the_victims_metrics() {
         .iter()
         .find(|i| matches!(&i.change, Change::Deploy(d) if d.fault.is_some()))
         .unwrap();
-    let Change::Deploy(deploy) = &bad.change;
+    let Change::Deploy(deploy) = &bad.change else {
+        unreachable!("the bad deploy is a deploy")
+    };
     let victim = &estate.services[bad.service];
     let start_ns = generator.start().timestamp_nanos_opt().unwrap() as u64;
     let deploy_ns = start_ns + bad.at.as_nanos() as u64;
@@ -574,7 +576,10 @@ fn partitions_and_signals() {
         let generator = Generator::new(cfg).unwrap();
         generator.partitions().into_iter().map(|p| p.name).collect()
     };
-    assert_eq!(names(&fast(1)), ["generator:metrics", "generator:spans", "generator:logs"]);
+    assert_eq!(
+        names(&fast(1)),
+        ["generator:metrics", "generator:spans", "generator:logs", "generator:k8s"]
+    );
     assert_eq!(names(&metrics_only(fast(1))), ["generator:metrics"]);
     // An index always names the same signal: a spans-only generator lists an empty metrics
     // partition before its own.
@@ -591,7 +596,9 @@ fn partitions_and_signals() {
     );
     assert_eq!(Generator::partition_signal(1), Some(GeneratedSignal::Spans));
     assert_eq!(Generator::partition_signal(2), Some(GeneratedSignal::Logs));
-    assert_eq!(Generator::partition_signal(3), None);
+    assert_eq!(Generator::partition_signal(3), Some(GeneratedSignal::K8s));
+    assert_eq!(Generator::partition_signal(4), None);
+    assert_eq!(GeneratedSignal::K8s.name(), "k8s");
 }
 
 #[test]
@@ -915,7 +922,9 @@ fn bad_deploy_raises_the_error_share_of_the_victims_spans() {
         .iter()
         .find(|i| matches!(&i.change, Change::Deploy(d) if d.fault.is_some()))
         .unwrap();
-    let Change::Deploy(deploy) = &bad.change;
+    let Change::Deploy(deploy) = &bad.change else {
+        unreachable!("the bad deploy is a deploy")
+    };
     let victim = &estate.services[bad.service];
     let services = estate.services.len() as u64;
     let deploy_tick = bad.at.as_secs() / 10;
@@ -1206,6 +1215,982 @@ fn fault_template_follows_the_bad_deploy_and_errors_rise_with_it() {
             rate(during) > rate(before),
             "caller {} sees the failures",
             world.estate.services[c].name
+        );
+    }
+}
+
+// Kubernetes watch events.
+
+use base64::Engine as _;
+use serde_json::Value;
+
+use super::k8s::K8sEmitter;
+use super::schedule::Plan;
+
+/// `cfg` with the k8s signal only.
+fn k8s_only(cfg: GeneratorConfig) -> GeneratorConfig {
+    GeneratorConfig {
+        signals: vec![GeneratedSignal::K8s],
+        ..cfg
+    }
+}
+
+/// A Kubernetes time: RFC 3339 with `Z`, to the second.
+fn k8s_time(value: &Value) -> DateTime<Utc> {
+    let text = value
+        .as_str()
+        .unwrap_or_else(|| panic!("a time, got {value}"));
+    assert!(text.len() == 20 && text.ends_with('Z'), "{text}");
+    at(text)
+}
+
+/// One watch event as a test sees it.
+#[derive(Clone, Debug)]
+struct Watch {
+    /// ADDED, MODIFIED or DELETED.
+    kind: String,
+    object: Value,
+    /// Event time by the rule consumers use: `lastTimestamp` of an Event, else the newest
+    /// `managedFields[].time`.
+    time: DateTime<Utc>,
+    resource_version: u64,
+}
+
+impl Watch {
+    fn object_kind(&self) -> &str {
+        self.object["kind"].as_str().unwrap()
+    }
+
+    fn name(&self) -> &str {
+        self.object["metadata"]["name"].as_str().unwrap()
+    }
+
+    fn namespace(&self) -> &str {
+        self.object["metadata"]["namespace"].as_str().unwrap()
+    }
+
+    /// (kind, namespace, name): the object.
+    fn key(&self) -> (String, String, String) {
+        (
+            self.object_kind().to_owned(),
+            self.namespace().to_owned(),
+            self.name().to_owned(),
+        )
+    }
+
+    fn image(&self) -> &str {
+        self.object["spec"]["template"]["spec"]["containers"][0]["image"]
+            .as_str()
+            .unwrap()
+    }
+
+    fn is(&self, kind: &str, object_kind: &str) -> bool {
+        self.kind == kind && self.object_kind() == object_kind
+    }
+
+    /// Whether the event is about an object of service `svc`: labelled with its name, or an
+    /// Event about its Deployment or one of its pods.
+    fn of(&self, svc: &Service) -> bool {
+        if self.namespace() != svc.namespace {
+            return false;
+        }
+        if self.object_kind() != "Event" {
+            return self.object["metadata"]["labels"]["app.kubernetes.io/name"]
+                == svc.name.as_str();
+        }
+        let involved = self.object["involvedObject"]["name"].as_str().unwrap();
+        involved == svc.name
+            || involved
+                .strip_prefix(svc.name.as_str())
+                .and_then(|rest| rest.strip_prefix('-'))
+                .is_some_and(|rest| rest.split('-').count() == 2)
+    }
+}
+
+/// Parses one message, checking what every watch event must hold.
+fn watch(payload: &[u8]) -> Watch {
+    let event: Value = serde_json::from_slice(payload).expect("a message is JSON");
+    let map = event.as_object().unwrap();
+    assert_eq!(map.len(), 2, "type and object only: {event}");
+    let kind = event["type"].as_str().unwrap().to_owned();
+    assert!(
+        matches!(kind.as_str(), "ADDED" | "MODIFIED" | "DELETED"),
+        "{kind}"
+    );
+    let object = event["object"].clone();
+    let object_kind = object["kind"].as_str().expect("object.kind");
+    let api_version = object["apiVersion"].as_str().expect("object.apiVersion");
+    let expected_api = match object_kind {
+        "Deployment" | "ReplicaSet" => "apps/v1",
+        "Pod" | "Service" | "ConfigMap" | "Secret" | "Event" => "v1",
+        other => panic!("unexpected kind {other}"),
+    };
+    assert_eq!(api_version, expected_api);
+    let meta = &object["metadata"];
+    for key in ["name", "namespace", "uid", "resourceVersion"] {
+        assert!(
+            meta[key].as_str().is_some_and(|v| !v.is_empty()),
+            "metadata.{key} of {object}"
+        );
+    }
+    assert_eq!(meta["uid"].as_str().unwrap().len(), 36);
+    let rv = meta["resourceVersion"].as_str().unwrap();
+    assert!(rv.bytes().all(|b| b.is_ascii_digit()), "{rv}");
+    let created = k8s_time(&meta["creationTimestamp"]);
+    let fields = meta["managedFields"].as_array().expect("managedFields");
+    assert!(!fields.is_empty());
+    let mut newest = None;
+    for entry in fields {
+        let manager = entry["manager"].as_str().unwrap();
+        assert!(
+            [
+                "kubectl",
+                "kube-controller-manager",
+                "kube-scheduler",
+                "kubelet"
+            ]
+            .contains(&manager),
+            "{manager}"
+        );
+        assert_eq!(entry["operation"], "Update");
+        assert_eq!(entry["fieldsType"], "FieldsV1");
+        assert_eq!(entry["apiVersion"], api_version);
+        assert!(entry["fieldsV1"].is_object());
+        let status = entry["fieldsV1"].get("f:status").is_some();
+        assert_eq!(
+            entry.get("subresource").and_then(Value::as_str),
+            status.then_some("status"),
+            "status updates go through the status subresource"
+        );
+        let time = k8s_time(&entry["time"]);
+        assert!(time >= created);
+        newest = newest.max(Some(time));
+    }
+    let time = if object_kind == "Event" {
+        for key in ["reason", "message"] {
+            assert!(object[key].as_str().is_some_and(|v| !v.is_empty()), "{key}");
+        }
+        assert!(matches!(
+            object["type"].as_str(),
+            Some("Normal" | "Warning")
+        ));
+        let involved = &object["involvedObject"];
+        for key in ["kind", "namespace", "name", "uid"] {
+            assert!(
+                involved[key].as_str().is_some_and(|v| !v.is_empty()),
+                "involvedObject.{key}"
+            );
+        }
+        assert_eq!(involved["namespace"], meta["namespace"]);
+        assert!(object["count"].as_u64().is_some_and(|c| c >= 1));
+        let (first, last) = (
+            k8s_time(&object["firstTimestamp"]),
+            k8s_time(&object["lastTimestamp"]),
+        );
+        assert!(first <= last);
+        assert_eq!(newest, Some(last), "the Event's managedFields agree");
+        last
+    } else {
+        newest.unwrap()
+    };
+    if kind == "DELETED" {
+        k8s_time(&meta["deletionTimestamp"]);
+    }
+    Watch {
+        kind,
+        time,
+        resource_version: rv.parse().unwrap(),
+        object,
+    }
+}
+
+fn watches(records: &[RawRecord]) -> Vec<Watch> {
+    records
+        .iter()
+        .filter(|r| r.partition == GeneratedSignal::K8s.partition())
+        .map(|r| watch(&r.payload))
+        .collect()
+}
+
+/// The bad deploy and its rollback.
+fn bad_deploy(timeline: &Timeline) -> (&Incident, &Deploy, &Incident) {
+    let bad = timeline
+        .incidents
+        .iter()
+        .find(|i| matches!(&i.change, Change::Deploy(d) if d.fault.is_some()))
+        .unwrap();
+    let Change::Deploy(deploy) = &bad.change else {
+        unreachable!("the bad deploy is a deploy")
+    };
+    let rollback = timeline
+        .incidents
+        .iter()
+        .find(|i| i.service == bad.service && matches!(&i.change, Change::Deploy(d) if d.rollback))
+        .unwrap();
+    (bad, deploy, rollback)
+}
+
+fn secs(d: Duration) -> chrono::Duration {
+    chrono::Duration::seconds(d.as_secs() as i64)
+}
+
+#[test]
+fn k8s_messages_are_watch_events_listing_the_estate_then_its_changes() {
+    let cfg = k8s_only(GeneratorConfig {
+        tenants: vec!["default".into(), "acme".into()],
+        ..fast(35)
+    });
+    let generator = Generator::new(&cfg).unwrap();
+    let (estate, start) = (generator.estate().clone(), generator.start());
+    let records = drain(&cfg, 1000);
+    assert!(
+        records
+            .iter()
+            .enumerate()
+            .all(|(i, r)| r.partition == 3 && r.offset == i as u64)
+    );
+    let events = watches(&records);
+
+    // The listing at the start: every service's objects, ADDED at the start.
+    let listed = 5 * estate.services.len() + estate.pod_count();
+    assert!(
+        events[..listed]
+            .iter()
+            .all(|w| w.kind == "ADDED" && w.time == start)
+    );
+    assert!(events[listed..].iter().all(|w| w.time > start));
+    for (s, svc) in estate.services.iter().enumerate() {
+        let of = |kind: &str, name: &str| {
+            let found: Vec<&Watch> = events[..listed]
+                .iter()
+                .filter(|w| w.object_kind() == kind && w.name() == name)
+                .collect();
+            assert_eq!(found.len(), 1, "{kind} {name}");
+            assert_eq!(found[0].namespace(), svc.namespace);
+            let labels = &found[0].object["metadata"]["labels"];
+            if kind != "Event" {
+                assert_eq!(
+                    labels["app.kubernetes.io/name"],
+                    svc.name.as_str(),
+                    "{kind} {name}"
+                );
+            }
+            assert_eq!(
+                labels.get("tenant.id").and_then(Value::as_str),
+                (s % 2 == 1).then_some("acme"),
+                "{kind} {name}"
+            );
+            found[0].object.clone()
+        };
+        let deployment = of("Deployment", &svc.name);
+        let app = serde_json::json!({ "app.kubernetes.io/name": svc.name });
+        assert_eq!(deployment["spec"]["selector"]["matchLabels"], app);
+        assert_eq!(
+            deployment["spec"]["template"]["metadata"]["labels"],
+            deployment["metadata"]["labels"]
+        );
+        assert_eq!(deployment["spec"]["replicas"], svc.pods.len());
+        assert_eq!(deployment["metadata"]["generation"], 1);
+        assert_eq!(
+            deployment["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+            "1"
+        );
+        let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(container["name"], svc.name.as_str());
+        assert_eq!(
+            container["image"],
+            format!(
+                "registry.example.com/{}/{}:{}",
+                svc.namespace, svc.name, svc.version
+            )
+        );
+        let env = container["env"].as_array().unwrap();
+        assert!(env.iter().filter(|e| e["value"].is_string()).count() >= 2);
+        let secret_refs: Vec<&Value> = env
+            .iter()
+            .filter(|e| e.get("valueFrom").is_some())
+            .collect();
+        assert_eq!(secret_refs.len(), 1);
+        assert_eq!(
+            secret_refs[0]["valueFrom"]["secretKeyRef"]["name"],
+            format!("{}-credentials", svc.name)
+        );
+        for key in ["requests", "limits"] {
+            assert!(container["resources"][key]["cpu"].is_string());
+            assert!(container["resources"][key]["memory"].is_string());
+        }
+        assert!(container["ports"][0]["containerPort"].is_u64());
+
+        let hash = svc.pods[0].split('-').rev().nth(1).unwrap();
+        let rs = of("ReplicaSet", &format!("{}-{hash}", svc.name));
+        assert_eq!(rs["metadata"]["labels"]["pod-template-hash"], hash);
+        assert_eq!(rs["metadata"]["ownerReferences"][0]["kind"], "Deployment");
+        assert_eq!(
+            rs["metadata"]["ownerReferences"][0]["uid"],
+            deployment["metadata"]["uid"]
+        );
+        for pod in &svc.pods {
+            let pod = of("Pod", pod);
+            assert_eq!(pod["metadata"]["ownerReferences"][0]["kind"], "ReplicaSet");
+            assert_eq!(
+                pod["metadata"]["ownerReferences"][0]["uid"],
+                rs["metadata"]["uid"]
+            );
+            assert_eq!(pod["status"]["phase"], "Running");
+        }
+        let service = of("Service", &svc.name);
+        assert_eq!(service["spec"]["selector"], app);
+        assert!(service["spec"]["ports"][0]["port"].is_u64());
+        let config = of("ConfigMap", &format!("{}-config", svc.name));
+        assert!(config["data"].as_object().unwrap().len() >= 3);
+        let secret = of("Secret", &format!("{}-credentials", svc.name));
+        assert_eq!(secret["type"], "Opaque");
+        assert!(secret["data"]["DB_PASSWORD"].is_string());
+    }
+
+    // Then the changes, in event-time order: every kind and type of event.
+    assert!(events.windows(2).all(|w| w[0].time <= w[1].time));
+    let kinds: HashSet<(String, String)> = events
+        .iter()
+        .map(|w| (w.kind.clone(), w.object_kind().to_owned()))
+        .collect();
+    for (kind, object) in [
+        ("MODIFIED", "Deployment"),
+        ("ADDED", "ReplicaSet"),
+        ("MODIFIED", "ReplicaSet"),
+        ("MODIFIED", "Pod"),
+        ("DELETED", "Pod"),
+        ("ADDED", "Event"),
+        ("MODIFIED", "ConfigMap"),
+        ("MODIFIED", "Secret"),
+    ] {
+        assert!(
+            kinds.contains(&(kind.to_owned(), object.to_owned())),
+            "{kind} {object}"
+        );
+    }
+    let reasons: HashSet<&str> = events
+        .iter()
+        .filter_map(|w| w.object["reason"].as_str())
+        .collect();
+    assert_eq!(
+        reasons,
+        HashSet::from(["ScalingReplicaSet", "Killing", "Unhealthy", "BackOff"])
+    );
+}
+
+#[test]
+fn k8s_resource_versions_increase_cluster_wide_and_per_object() {
+    let events = watches(&drain(&k8s_only(fast(35)), 1000));
+    assert!(
+        events
+            .windows(2)
+            .all(|w| w[0].resource_version < w[1].resource_version),
+        "a cluster-wide counter in emission order"
+    );
+    let mut last: HashMap<(String, String, String), (u64, String)> = HashMap::new();
+    let mut uids: HashMap<String, (String, String, String)> = HashMap::new();
+    for w in &events {
+        let uid = w.object["metadata"]["uid"].as_str().unwrap().to_owned();
+        if let Some((rv, seen_uid)) = last.get(&w.key()) {
+            assert!(*rv < w.resource_version, "{:?}", w.key());
+            assert_eq!(*seen_uid, uid, "an object keeps its uid");
+        }
+        assert_eq!(
+            uids.entry(uid.clone()).or_insert_with(|| w.key()),
+            &w.key(),
+            "uids are unique"
+        );
+        last.insert(w.key(), (w.resource_version, uid));
+    }
+    // Deleted pods are gone: nothing follows their DELETED.
+    let deleted: HashSet<(String, String, String)> = events
+        .iter()
+        .filter(|w| w.kind == "DELETED")
+        .map(Watch::key)
+        .collect();
+    assert!(!deleted.is_empty());
+    for key in &deleted {
+        let last_event = events.iter().rfind(|w| &w.key() == key).unwrap();
+        assert_eq!(last_event.kind, "DELETED");
+    }
+}
+
+#[test]
+fn k8s_bad_deploy_is_one_image_change_of_the_victim_at_its_offset() {
+    let cfg = k8s_only(fast(35));
+    let generator = Generator::new(&cfg).unwrap();
+    let (estate, timeline, start) = (
+        generator.estate().clone(),
+        generator.timeline().clone(),
+        generator.start(),
+    );
+    let (bad, deploy, rollback) = bad_deploy(&timeline);
+    let victim = &estate.services[bad.service];
+    let at = start + secs(bad.at);
+    let events = watches(&drain(&cfg, 1000));
+
+    // Image changes of Deployments, in order: (service, time, old image, new image).
+    let mut images: HashMap<String, String> = HashMap::new();
+    let mut changes = Vec::new();
+    for w in events.iter().filter(|w| w.object_kind() == "Deployment") {
+        let image = w.image().to_owned();
+        if let Some(old) = images.insert(w.name().to_owned(), image.clone())
+            && old != image
+        {
+            assert_eq!(w.kind, "MODIFIED");
+            changes.push((w.name().to_owned(), w.time, old, image, w.object.clone()));
+        }
+    }
+    let victims: Vec<_> = changes.iter().filter(|c| c.0 == victim.name).collect();
+    assert_eq!(victims.len(), 2, "the bad deploy and its rollback");
+    let (_, time, old, new, object) = victims[0];
+    assert_eq!(*time, at, "exactly at the bad deploy's offset");
+    let image = |v: &str| {
+        format!(
+            "registry.example.com/{}/{}:{v}",
+            victim.namespace, victim.name
+        )
+    };
+    assert_eq!(*old, image(&victim.version));
+    assert_eq!(*new, image(&deploy.version));
+    assert_eq!(object["metadata"]["generation"], 2);
+    assert_eq!(
+        object["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "2"
+    );
+    assert_eq!(victims[1].1, start + secs(rollback.at));
+    assert_eq!(victims[1].3, image(&victim.version));
+    let during: Vec<_> = changes
+        .iter()
+        .filter(|c| c.1 >= at && c.1 < start + secs(rollback.at) && c.0 == victim.name)
+        .collect();
+    assert_eq!(
+        during.len(),
+        1,
+        "one Deployment MODIFIED with a new image while it runs"
+    );
+
+    // The rollout: within 30 s, on the victim's objects.
+    let rollout: Vec<&Watch> = events
+        .iter()
+        .filter(|w| w.time >= at && w.time <= at + chrono::Duration::seconds(90))
+        .filter(|w| w.of(victim))
+        .collect();
+    let within = |w: &&Watch| w.time <= at + chrono::Duration::seconds(30);
+    let count = |f: &dyn Fn(&Watch) -> bool| rollout.iter().filter(|w| f(w)).count();
+    assert_eq!(
+        count(&|w| w.is("MODIFIED", "Deployment")),
+        2,
+        "spec, then status"
+    );
+    let status = rollout
+        .iter()
+        .filter(|w| w.is("MODIFIED", "Deployment"))
+        .nth(1)
+        .unwrap();
+    assert_eq!(status.image(), image(&deploy.version));
+    assert_eq!(status.object["status"]["observedGeneration"], 2);
+    assert_eq!(
+        status.object["status"]["updatedReplicas"],
+        deploy.pods.len()
+    );
+    let newest_status = status.object["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .max_by_key(|m| k8s_time(&m["time"]))
+        .unwrap()
+        .clone();
+    assert_eq!(newest_status["subresource"], "status");
+    let new_hash = deploy.pods[0].split('-').rev().nth(1).unwrap();
+    let old_hash = victim.pods[0].split('-').rev().nth(1).unwrap();
+    let added_rs: Vec<&&Watch> = rollout
+        .iter()
+        .filter(|w| w.is("ADDED", "ReplicaSet"))
+        .collect();
+    assert_eq!(added_rs.len(), 1);
+    assert_eq!(added_rs[0].name(), format!("{}-{new_hash}", victim.name));
+    let scaled_down: Vec<&&Watch> = rollout
+        .iter()
+        .filter(|w| w.is("MODIFIED", "ReplicaSet"))
+        .collect();
+    assert_eq!(scaled_down.len(), 1);
+    assert_eq!(scaled_down[0].name(), format!("{}-{old_hash}", victim.name));
+    assert_eq!(scaled_down[0].object["spec"]["replicas"], 0);
+    let names = |kind: &str| -> Vec<String> {
+        rollout
+            .iter()
+            .filter(|w| w.is(kind, "Pod"))
+            .map(|w| w.name().to_owned())
+            .collect()
+    };
+    assert_eq!(names("ADDED"), deploy.pods);
+    assert_eq!(names("DELETED"), victim.pods);
+    let terminating: Vec<String> = rollout
+        .iter()
+        .filter(|w| {
+            w.is("MODIFIED", "Pod") && w.object["metadata"].get("deletionTimestamp").is_some()
+        })
+        .map(|w| w.name().to_owned())
+        .collect();
+    assert_eq!(
+        terminating, victim.pods,
+        "old pods are marked for deletion, then deleted"
+    );
+    let reasons = |reason: &str| -> Vec<&&Watch> {
+        rollout
+            .iter()
+            .filter(|w| w.object["reason"] == reason)
+            .collect()
+    };
+    let scaling = reasons("ScalingReplicaSet");
+    assert_eq!(scaling.len(), 2);
+    assert!(
+        scaling
+            .iter()
+            .all(|w| w.object["involvedObject"]["kind"] == "Deployment"
+                && w.object["involvedObject"]["name"] == victim.name.as_str()
+                && w.object["involvedObject"]["uid"] == object["metadata"]["uid"])
+    );
+    let killing = reasons("Killing");
+    assert_eq!(killing.len(), victim.pods.len());
+    assert!(killing.iter().all(|w| {
+        victim
+            .pods
+            .iter()
+            .any(|p| w.object["involvedObject"]["name"] == p.as_str())
+    }));
+    assert!(
+        rollout
+            .iter()
+            .filter(|w| !matches!(w.object["reason"].as_str(), Some("Unhealthy" | "BackOff")))
+            .all(within)
+    );
+
+    // A minute in, the new pods fail their readiness probes; one container backs off.
+    let unhealthy = reasons("Unhealthy");
+    assert_eq!(unhealthy.len(), deploy.pods.len());
+    for w in &unhealthy {
+        assert_eq!(w.object["type"], "Warning");
+        assert!(
+            w.object["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("Readiness probe failed")
+        );
+        assert!(
+            deploy
+                .pods
+                .iter()
+                .any(|p| w.object["involvedObject"]["name"] == p.as_str())
+        );
+        assert!(
+            w.time >= at + chrono::Duration::seconds(60)
+                && w.time < at + chrono::Duration::seconds(65)
+        );
+    }
+    let back_off = reasons("BackOff");
+    assert_eq!(back_off.len(), 1);
+    assert_eq!(back_off[0].object["type"], "Warning");
+    assert_eq!(
+        back_off[0].object["involvedObject"]["name"],
+        deploy.pods[0].as_str()
+    );
+    // Nothing like it anywhere else.
+    assert_eq!(
+        events
+            .iter()
+            .filter(|w| w.object["reason"] == "Unhealthy")
+            .count(),
+        unhealthy.len()
+    );
+    assert_eq!(
+        events
+            .iter()
+            .filter(|w| w.object["reason"] == "BackOff")
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn k8s_bad_deploy_arrives_with_the_first_ticks_of_its_regression() {
+    // The Deployment MODIFIED comes in the tick of the first faulty scrape: after every scrape
+    // of the tick before, before any of the tick after.
+    let cfg = GeneratorConfig {
+        signals: vec![GeneratedSignal::Metrics, GeneratedSignal::K8s],
+        ..fast(6)
+    };
+    let generator = Generator::new(&cfg).unwrap();
+    let (bad, deploy, _) = bad_deploy(generator.timeline());
+    let victim = generator.estate().services[bad.service].name.clone();
+    let at = generator.start() + secs(bad.at);
+    let at_ns = at.timestamp_nanos_opt().unwrap() as u64;
+    let records = drain(&cfg, 1000);
+    let position = records
+        .iter()
+        .position(|r| {
+            r.partition == 3 && {
+                let w = watch(&r.payload);
+                w.is("MODIFIED", "Deployment") && w.name() == victim
+            }
+        })
+        .unwrap();
+    assert_eq!(watch(&records[position].payload).time, at);
+    let scrapes: Vec<(usize, String, u64)> = records
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.partition == 0)
+        .map(|(i, r)| {
+            let (pod, time) = identity(&decode(r));
+            (i, pod, time)
+        })
+        .collect();
+    let before = scrapes.iter().filter(|s| s.2 < at_ns).map(|s| s.0).max().unwrap();
+    let after = scrapes.iter().filter(|s| s.2 > at_ns).map(|s| s.0).min().unwrap();
+    assert!(before < position && position < after);
+    // That tick's scrapes of the victim are the first of its new, faulty pods.
+    assert!(scrapes.iter().any(|s| s.2 == at_ns && deploy.pods.contains(&s.1)));
+    assert!(scrapes.iter().all(|s| s.2 >= at_ns || !deploy.pods.contains(&s.1)));
+}
+
+#[test]
+fn k8s_routine_changes_touch_other_services_and_do_nothing() {
+    let cfg = k8s_only(fast(25));
+    let generator = Generator::new(&cfg).unwrap();
+    let (estate, timeline, start) = (
+        generator.estate().clone(),
+        generator.timeline().clone(),
+        generator.start(),
+    );
+    let (bad, _, _) = bad_deploy(&timeline);
+    let events = watches(&drain(&cfg, 1000));
+    let first = |key: &(String, String, String)| {
+        events
+            .iter()
+            .find(|w| &w.key() == key)
+            .unwrap()
+            .object
+            .clone()
+    };
+    let mut seen = Vec::new();
+    for inc in &timeline.incidents {
+        let svc = &estate.services[inc.service];
+        let at = start + secs(inc.at);
+        let at_change: Vec<&Watch> = events
+            .iter()
+            .filter(|w| w.time == at && w.of(svc))
+            .collect();
+        match &inc.change {
+            Change::Deploy(_) => continue,
+            Change::Scale(scale) => {
+                assert_eq!(inc.at, Duration::from_secs(180));
+                let d = at_change
+                    .iter()
+                    .find(|w| w.is("MODIFIED", "Deployment"))
+                    .unwrap();
+                assert_eq!(d.name(), svc.name);
+                let before = first(&d.key());
+                assert_eq!(d.object["spec"]["replicas"], svc.pods.len() + 1);
+                assert_eq!(scale.replicas, svc.pods.len() + 1);
+                assert_eq!(
+                    d.image(),
+                    Watch {
+                        object: before.clone(),
+                        ..(*d).clone()
+                    }
+                    .image()
+                );
+                assert_eq!(d.object["metadata"]["generation"], 2);
+                assert_eq!(
+                    d.object["metadata"]["annotations"], before["metadata"]["annotations"],
+                    "no new revision"
+                );
+                let added: Vec<&Watch> = events
+                    .iter()
+                    .filter(|w| {
+                        w.is("ADDED", "Pod")
+                            && w.time > at
+                            && w.time < at + chrono::Duration::seconds(30)
+                    })
+                    .collect();
+                assert_eq!(added.len(), 1);
+                assert_eq!(added[0].name(), scale.added[0]);
+                assert_eq!(
+                    added[0].object["metadata"]["labels"]["pod-template-hash"],
+                    before["spec"]["template"]["metadata"]["labels"]
+                        .get("pod-template-hash")
+                        .cloned()
+                        .unwrap_or_else(|| Value::String(
+                            svc.pods[0].split('-').rev().nth(1).unwrap().to_owned()
+                        ))
+                );
+            }
+            Change::ConfigEdit(edit) => {
+                assert_eq!(inc.at, Duration::from_secs(480));
+                assert_eq!(at_change.len(), 1);
+                let c = at_change[0];
+                assert!(c.is("MODIFIED", "ConfigMap"));
+                assert_eq!(c.name(), format!("{}-config", svc.name));
+                let before = first(&c.key());
+                let (old, new) = (
+                    before["data"].as_object().unwrap(),
+                    c.object["data"].as_object().unwrap(),
+                );
+                let changed: Vec<&String> = old.keys().filter(|k| old[*k] != new[*k]).collect();
+                let added: Vec<&String> = new.keys().filter(|k| !old.contains_key(*k)).collect();
+                assert_eq!(changed.len(), 1, "one value changed");
+                assert_eq!(added.len(), 1, "one key added");
+                assert_eq!(edit.changed[0].0, *changed[0]);
+                assert_eq!(edit.added[0].0, *added[0]);
+                assert_eq!(new.len(), old.len() + 1);
+            }
+            Change::SecretRotation(rotation) => {
+                assert_eq!(inc.at, Duration::from_secs(1200));
+                assert_eq!(at_change.len(), 1);
+                let s = at_change[0];
+                assert!(s.is("MODIFIED", "Secret"));
+                assert_eq!(s.name(), format!("{}-credentials", svc.name));
+                let before = first(&s.key());
+                let (old, new) = (
+                    before["data"].as_object().unwrap(),
+                    s.object["data"].as_object().unwrap(),
+                );
+                let changed: Vec<&String> = old.keys().filter(|k| old[*k] != new[*k]).collect();
+                assert_eq!(changed, [&rotation.rotated[0].0]);
+                assert_eq!(new.len(), old.len());
+            }
+        }
+        assert_ne!(inc.service, bad.service, "never on the bad deploy's victim");
+        seen.push(inc.service);
+    }
+    assert_eq!(seen.len(), 3);
+    assert_eq!(seen.iter().collect::<HashSet<_>>().len(), 3);
+}
+
+#[test]
+fn routine_changes_leave_metrics_spans_and_logs_alone() {
+    // Conditions over the whole story, with and without the routine changes.
+    let estate = Estate::build(42, 12, 3);
+    let timeline = Timeline::build(42, &estate);
+    let deploys = Timeline {
+        incidents: timeline
+            .incidents
+            .iter()
+            .filter(|i| matches!(i.change, Change::Deploy(_)))
+            .cloned()
+            .collect(),
+    };
+    assert!(deploys.incidents.len() < timeline.incidents.len());
+    let start = at("2026-03-02T09:00:00Z").timestamp_nanos_opt().unwrap() as u64;
+    let (mut with, mut without) = (Conditions::default(), Conditions::default());
+    for second in (0..40 * 60).step_by(30) {
+        let t = start + second * 1_000_000_000;
+        with.update(42, &estate, &timeline, start, t);
+        without.update(42, &estate, &deploys, start, t);
+        for (a, b) in with.services.iter().zip(&without.services) {
+            let strip = |c: &ServiceConditions| ServiceConditions {
+                revision: 0,
+                ..c.clone()
+            };
+            assert_eq!(strip(a), strip(b), "at {second}s");
+            assert_eq!(a.revision == 0, b.revision == 0);
+        }
+    }
+    // The messages themselves, around the scale-up.
+    let cfg = GeneratorConfig {
+        start: Some(at("2026-03-03T02:00:00Z")),
+        signals: vec![
+            GeneratedSignal::Metrics,
+            GeneratedSignal::Spans,
+            GeneratedSignal::Logs,
+        ],
+        ..fast(4)
+    };
+    let expected = drain(&cfg, 1000);
+    let mut generator = Generator::new(&cfg).unwrap();
+    generator
+        .world
+        .timeline
+        .incidents
+        .retain(|i| matches!(i.change, Change::Deploy(_)));
+    let mut out = Vec::new();
+    while generator.poll(1000, Duration::ZERO, &mut out).unwrap() == Poll::Open {}
+    assert_eq!(out, expected);
+}
+
+#[test]
+fn k8s_secret_values_are_base64() {
+    let cfg = k8s_only(fast(25));
+    let generator = Generator::new(&cfg).unwrap();
+    let timeline = generator.timeline().clone();
+    let records = drain(&cfg, 1000);
+    let events = watches(&records);
+    let secrets: Vec<&Watch> = events
+        .iter()
+        .filter(|w| w.object_kind() == "Secret")
+        .collect();
+    assert_eq!(
+        secrets.len(),
+        generator.estate().services.len() + 1,
+        "listed, and one rotation"
+    );
+    let mut plain = Vec::new();
+    for w in &secrets {
+        for (key, value) in w.object["data"].as_object().unwrap() {
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(value.as_str().unwrap())
+                .unwrap_or_else(|e| panic!("{key} of {} is not base64: {e}", w.name()));
+            let text = String::from_utf8(decoded).unwrap();
+            assert!(!text.is_empty());
+            if key == "DB_PASSWORD" || key == "API_KEY" {
+                plain.push(text);
+            }
+        }
+        assert!(w.object.get("stringData").is_none());
+    }
+    let rotated = timeline
+        .incidents
+        .iter()
+        .find_map(|i| match &i.change {
+            Change::SecretRotation(r) => Some(r.rotated[0].1.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert!(
+        plain.contains(&rotated),
+        "the rotation writes the timeline's value"
+    );
+    // Plain values appear only encoded.
+    for value in &plain {
+        assert!(value.len() >= 16);
+        for r in &records {
+            assert!(
+                !r.payload
+                    .windows(value.len())
+                    .any(|w| w == value.as_bytes()),
+                "a secret value in clear"
+            );
+        }
+    }
+}
+
+#[test]
+fn k8s_output_is_deterministic_for_a_seed() {
+    let cfg = k8s_only(fast(35));
+    let a = drain(&cfg, 1000);
+    assert_eq!(a, drain(&cfg, 1));
+    assert_eq!(a, drain(&cfg, 7));
+    assert_eq!(a, drain(&cfg, 100_000));
+    assert_ne!(
+        a,
+        drain(
+            &GeneratorConfig {
+                seed: 43,
+                ..cfg.clone()
+            },
+            1000
+        )
+    );
+    // Independent of the other signals (at night, for fewer of them).
+    let night = GeneratorConfig {
+        start: Some(at("2026-03-03T02:00:00Z")),
+        ..fast(3)
+    };
+    let all = drain(&night, 1000);
+    let k8s: Vec<&RawRecord> = all.iter().filter(|r| r.partition == 3).collect();
+    let short = drain(&k8s_only(night), 1000);
+    assert!(short.len() > 5 * 12 + 36, "the listing and the first deploy");
+    assert_eq!(k8s, short.iter().collect::<Vec<_>>());
+    // Disorder reorders the events, never changes them; resourceVersion puts them back.
+    let disordered = GeneratorConfig {
+        disorder: Disorder {
+            max_delay: Duration::from_secs(25),
+            late_fraction: 0.05,
+            ..Disorder::default()
+        },
+        ..cfg.clone()
+    };
+    let shuffled = drain(&disordered, 333);
+    assert_eq!(shuffled, drain(&disordered, 1));
+    let mut shuffled: Vec<Vec<u8>> = shuffled.into_iter().map(|r| r.payload).collect();
+    let ordered: Vec<Vec<u8>> = a.into_iter().map(|r| r.payload).collect();
+    assert_ne!(shuffled, ordered);
+    shuffled.sort_by_key(|p| watch(p).resource_version);
+    assert_eq!(shuffled, ordered);
+}
+
+#[test]
+fn k8s_event_times_follow_the_rule_and_the_ticks() {
+    for (interval, start) in [
+        (10, "2026-03-02T09:00:00Z"),
+        (7, "2026-03-02T09:00:03Z"),
+        (60, "2026-03-02T23:59:30Z"),
+    ] {
+        let cfg = GeneratorConfig {
+            scrape_interval: Duration::from_secs(interval),
+            start: Some(at(start)),
+            ..k8s_only(fast(35))
+        };
+        let generator = Generator::new(&cfg).unwrap();
+        let world = &generator.world;
+        let start = generator.start();
+        let mut emitter = K8sEmitter::new(world);
+        let Plan::Listed(ticks) = emitter.plan() else {
+            panic!("k8s events come at listed ticks")
+        };
+        assert_eq!(ticks[0].0, 0);
+        let mut events = Vec::new();
+        for &(tick, units) in &ticks {
+            let tick_time = start + chrono::Duration::seconds((tick * interval) as i64);
+            for unit in 0..units {
+                let w = watch(&emitter.encode(world, tick, unit as usize));
+                // Tick-aligned: in the interval before its tick.
+                assert!(w.time <= tick_time, "{} after tick {tick}", w.time);
+                assert!(
+                    tick == 0 || w.time > tick_time - chrono::Duration::seconds(interval as i64)
+                );
+                events.push(w);
+            }
+        }
+        // Every change starts at its offset, on the object it changes.
+        for inc in &world.timeline.incidents {
+            let svc = &world.estate.services[inc.service];
+            let at = start + secs(inc.at);
+            let (kind, name) = match &inc.change {
+                Change::Deploy(_) | Change::Scale(_) => ("Deployment", svc.name.clone()),
+                Change::ConfigEdit(_) => ("ConfigMap", format!("{}-config", svc.name)),
+                Change::SecretRotation(_) => ("Secret", format!("{}-credentials", svc.name)),
+            };
+            let first = events
+                .iter()
+                .find(|w| {
+                    w.kind == "MODIFIED"
+                        && w.object_kind() == kind
+                        && w.name() == name
+                        && w.time >= at
+                })
+                .unwrap();
+            assert_eq!(first.time, at, "{kind} {name}");
+            let later: Vec<&Watch> = events
+                .iter()
+                .filter(|w| w.time >= at && w.time < at + chrono::Duration::seconds(120))
+                .filter(|w| w.of(svc))
+                .collect();
+            let last = later
+                .iter()
+                .filter(|w| !matches!(w.object["reason"].as_str(), Some("Unhealthy" | "BackOff")))
+                .map(|w| w.time)
+                .max()
+                .unwrap();
+            assert!(last <= at + chrono::Duration::seconds(30));
+        }
+        assert!(events.windows(2).all(|w| w[0].time <= w[1].time));
+        assert!(
+            events
+                .windows(2)
+                .all(|w| w[0].resource_version < w[1].resource_version)
         );
     }
 }

@@ -8,6 +8,13 @@
 //! [`Timeline::build`] writes the demo's story: a routine deploy two minutes in, a bad deploy of
 //! a backend at five minutes, another routine deploy at twelve, and the bad one rolled back at
 //! thirty. Each deploy replaces the service's pods (new ReplicaSet, new pod names).
+//!
+//! Around them, routine changes that do nothing, each on its own service, never the bad
+//! deploy's and never one a deploy touches: a scale-up at three minutes ([`Change::Scale`]), a
+//! ConfigMap edit at eight ([`Change::ConfigEdit`]) and a Secret rotation at twenty
+//! ([`Change::SecretRotation`]). Only Kubernetes watch events show them: they leave the
+//! [`Revision`] and so the conditions, metrics, spans and logs alone (the added replica is a pod
+//! of the Kubernetes objects only).
 
 use std::time::Duration;
 
@@ -25,6 +32,12 @@ const BAD_DEPLOY_AT: Duration = Duration::from_secs(5 * 60);
 const SECOND_ROUTINE_DEPLOY_AT: Duration = Duration::from_secs(12 * 60);
 /// Offset of the rollback of the bad deploy.
 const ROLLBACK_AT: Duration = Duration::from_secs(30 * 60);
+/// Offset of the scale-up (a routine change that does nothing).
+const SCALE_AT: Duration = Duration::from_secs(3 * 60);
+/// Offset of the ConfigMap edit (a routine change that does nothing).
+const CONFIG_EDIT_AT: Duration = Duration::from_secs(8 * 60);
+/// Offset of the Secret rotation (a routine change that does nothing).
+const SECRET_ROTATION_AT: Duration = Duration::from_secs(20 * 60);
 
 /// What a faulty revision does to its service while it runs.
 #[derive(Clone, Debug, PartialEq)]
@@ -52,11 +65,42 @@ pub struct Deploy {
     pub rollback: bool,
 }
 
+/// More replicas of a Deployment, from the same ReplicaSet.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Scale {
+    /// `spec.replicas` after the change.
+    pub replicas: usize,
+    /// Pods the ReplicaSet adds (their names share the running revision's template hash).
+    pub added: Vec<String>,
+}
+
+/// An edit of a service's ConfigMap `<service>-config`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConfigEdit {
+    /// Keys whose values change, with their new values.
+    pub changed: Vec<(String, String)>,
+    /// Keys added, with their values.
+    pub added: Vec<(String, String)>,
+}
+
+/// A rotation of a service's Secret `<service>-credentials`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SecretRotation {
+    /// Keys whose values change, with their new (plain, not base64) values.
+    pub rotated: Vec<(String, String)>,
+}
+
 /// A change to the estate.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Change {
     /// A new revision of a Deployment.
     Deploy(Deploy),
+    /// A scale-up of a Deployment (no new revision).
+    Scale(Scale),
+    /// An edit of a ConfigMap the pods do not reload (nothing happens).
+    ConfigEdit(ConfigEdit),
+    /// A rotation of a Secret the pods do not reload (nothing happens).
+    SecretRotation(SecretRotation),
 }
 
 /// One change at one moment.
@@ -81,7 +125,7 @@ pub struct Timeline {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Revision<'a> {
     /// 0 for the revision running at the start, else 1 + the index of the deploy in
-    /// [`Timeline::incidents`].
+    /// [`Timeline::incidents`] (routine changes have indices too).
     pub id: usize,
     /// Its version.
     pub version: &'a str,
@@ -93,7 +137,8 @@ pub struct Revision<'a> {
 
 impl Timeline {
     /// The demo story for an estate and seed (see the module documentation). The bad deploy hits
-    /// a backend or data service that other services call; the routine deploys hit two others.
+    /// a backend or data service that other services call; the routine deploys hit two others,
+    /// the scale-up, the ConfigMap edit and the Secret rotation three more.
     pub fn build(seed: u64, estate: &Estate) -> Timeline {
         let mut rng = noise::rng(seed, &[0x7131_E11E]);
         let called: Vec<usize> = (0..estate.services.len())
@@ -116,6 +161,7 @@ impl Timeline {
         let routine: Vec<usize> = others.choose_multiple(&mut rng, 2).copied().collect();
 
         let mut incidents = Vec::new();
+        // Deploys are numbered in the order they are written, which names their pods.
         let deploy = |incidents: &mut Vec<Incident>,
                       at: Duration,
                       service: usize,
@@ -184,6 +230,56 @@ impl Timeline {
             None,
             true,
         );
+
+        // Routine changes that do nothing, on services no deploy touches. Drawn last, so the
+        // story above stays what it was before they existed.
+        let untouched: Vec<usize> = others
+            .iter()
+            .copied()
+            .filter(|s| !routine.contains(s))
+            .collect();
+        let quiet: Vec<usize> = untouched.choose_multiple(&mut rng, 3).copied().collect();
+        if let Some(&s) = quiet.first() {
+            let svc = &estate.services[s];
+            let replicas = svc.pods.len() + 1;
+            let added = pod_names(seed, &svc.name, 0, replicas).split_off(svc.pods.len());
+            incidents.push(Incident {
+                at: SCALE_AT,
+                service: s,
+                change: Change::Scale(Scale { replicas, added }),
+            });
+        }
+        if let Some(&s) = quiet.get(1) {
+            incidents.push(Incident {
+                at: CONFIG_EDIT_AT,
+                service: s,
+                change: Change::ConfigEdit(ConfigEdit {
+                    changed: vec![(
+                        super::k8s::CONFIG_EDITED_KEY.to_owned(),
+                        super::k8s::CONFIG_EDITED_VALUE.to_owned(),
+                    )],
+                    added: vec![(
+                        super::k8s::CONFIG_ADDED_KEY.to_owned(),
+                        super::k8s::CONFIG_ADDED_VALUE.to_owned(),
+                    )],
+                }),
+            });
+        }
+        if let Some(&s) = quiet.get(2) {
+            let key = super::k8s::SECRET_ROTATED_KEY;
+            incidents.push(Incident {
+                at: SECRET_ROTATION_AT,
+                service: s,
+                change: Change::SecretRotation(SecretRotation {
+                    rotated: vec![(
+                        key.to_owned(),
+                        super::k8s::secret_value(seed, &estate.services[s].name, key, 1),
+                    )],
+                }),
+            });
+        }
+        // In time order (stable: the deploys keep their order).
+        incidents.sort_by_key(|i| i.at);
         Timeline { incidents }
     }
 
@@ -217,6 +313,8 @@ impl Timeline {
                         fault: d.fault.as_ref().map(|f| (f, offset - inc.at)),
                     };
                 }
+                // Nothing the service runs changes.
+                Change::Scale(_) | Change::ConfigEdit(_) | Change::SecretRotation(_) => {}
             }
         }
         rev
@@ -242,8 +340,14 @@ mod tests {
     fn story_has_a_bad_deploy_and_its_rollback() {
         let estate = Estate::build(42, 12, 3);
         let t = Timeline::build(42, &estate);
-        assert_eq!(t.incidents.len(), 4);
+        assert_eq!(t.incidents.len(), 7);
         assert!(t.incidents.windows(2).all(|w| w[0].at <= w[1].at));
+        let deploys = t
+            .incidents
+            .iter()
+            .filter(|i| matches!(i.change, Change::Deploy(_)))
+            .count();
+        assert_eq!(deploys, 4);
         let bad: Vec<&Incident> = t
             .incidents
             .iter()
@@ -265,6 +369,46 @@ mod tests {
         assert!(after.fault.is_none());
         assert_eq!(after.version, before.version);
         assert_ne!(after.pods, before.pods, "a rollback starts new pods");
+    }
+
+    #[test]
+    fn routine_changes_touch_services_no_deploy_touches() {
+        for (seed, size) in [(42, 12), (7, 10), (1, 40)] {
+            let estate = Estate::build(seed, size, 2);
+            let t = Timeline::build(seed, &estate);
+            let deployed: Vec<usize> = t
+                .incidents
+                .iter()
+                .filter(|i| matches!(i.change, Change::Deploy(_)))
+                .map(|i| i.service)
+                .collect();
+            let routine: Vec<&Incident> = t
+                .incidents
+                .iter()
+                .filter(|i| !matches!(i.change, Change::Deploy(_)))
+                .collect();
+            assert_eq!(routine.len(), 3);
+            let mut services: Vec<usize> = routine.iter().map(|i| i.service).collect();
+            assert!(services.iter().all(|s| !deployed.contains(s)));
+            services.dedup();
+            assert_eq!(services.len(), 3, "one service each");
+            let offsets: Vec<u64> = routine.iter().map(|i| i.at.as_secs()).collect();
+            assert_eq!(offsets, [180, 480, 1200]);
+            for inc in routine {
+                // The services keep running what they ran.
+                for at in [inc.at, inc.at + Duration::from_secs(60)] {
+                    let rev = t.revision_at(&estate, inc.service, at);
+                    assert_eq!(rev.id, 0);
+                    assert_eq!(rev.pods, estate.services[inc.service].pods.as_slice());
+                }
+                if let Change::Scale(scale) = &inc.change {
+                    let pods = &estate.services[inc.service].pods;
+                    assert_eq!(scale.replicas, pods.len() + 1);
+                    assert_eq!(scale.added.len(), 1);
+                    assert!(!pods.contains(&scale.added[0]));
+                }
+            }
+        }
     }
 
     #[test]
