@@ -59,6 +59,7 @@ fn config() -> EngineConfig {
         metric_1m: None,
         service_call: Some(ServiceCallConfig { pairing: PairingConfig::default(), graph: CallGraphConfig::default(), max_hops: 16 }),
         log_pattern: None,
+        changes: None,
     }
 }
 

@@ -8,6 +8,8 @@ use common::*;
 use observebridge_connectors::postgres::{PostgresConfig, PostgresSink};
 use observebridge_dataflows::views::blast_radius::BlastRadiusRow;
 use observebridge_dataflows::views::call_graph_active::{CallGraphActiveRow, TopoEdgeTimeRow};
+use observebridge_dataflows::views::change_event::ChangeEventRow;
+use observebridge_dataflows::views::correlation::{ChangeImpactRow, RegressionRow, RegressionSuspectRow};
 use observebridge_dataflows::views::log_pattern::{LogPattern5mRow, LogPatternNewRow, LogPatternRow};
 use observebridge_dataflows::views::metric_1m::Metric1mRow;
 use observebridge_dataflows::views::service_call_5m::ServiceCall5mRow;
@@ -120,4 +122,24 @@ fn log_pattern_5m_row_arrow_and_postgres_agree() {
 #[test]
 fn log_pattern_new_row_arrow_and_postgres_agree() {
     check_view::<LogPatternNewRow>();
+}
+
+#[test]
+fn change_event_row_arrow_and_postgres_agree() {
+    check_view::<ChangeEventRow>();
+}
+
+#[test]
+fn change_impact_row_arrow_and_postgres_agree() {
+    check_view::<ChangeImpactRow>();
+}
+
+#[test]
+fn regression_row_arrow_and_postgres_agree() {
+    check_view::<RegressionRow>();
+}
+
+#[test]
+fn regression_suspect_row_arrow_and_postgres_agree() {
+    check_view::<RegressionSuspectRow>();
 }

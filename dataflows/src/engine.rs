@@ -27,15 +27,20 @@ use timely::dataflow::operators::{Concatenate, Probe};
 use timely::dataflow::{InputHandleVec, ProbeHandle, StreamVec};
 use timely::worker::Worker;
 
+use crate::changes::{detect_changes, ChangeConfig, DetectEvent};
+use crate::decode::k8s::{decode_k8s, redact_payload, K8sEvent, KeyedHasher};
 use crate::decode::{decode_logs, decode_metrics, decode_spans, DecodeConfig};
 use crate::pairing::{pairing, shift, PairEvent, PairingConfig};
 use crate::record::{DeadLetter, EventTime, LogRecord, MetricPoint, RawMessage, Signal, Span};
 use crate::time::WatermarkTracker;
 use crate::views::blast_radius::{blast_radius, BlastRadiusRow};
 use crate::views::call_graph_active::{active_graph, CallGraphActiveRow, CallGraphConfig, GraphEvent, TopoEdgeTimeRow};
-use crate::views::log_pattern::{mine, LogPattern5m, LogPatternConfig, LogPatternNewRow, LogPatternRow, MineEvent};
+use crate::views::log_pattern::{mine, LogPattern5m, LogPattern5mRow, LogPatternConfig, LogPatternNewRow, LogPatternRow, MineEvent};
 use crate::views::metric_1m::Metric1m;
-use crate::views::service_call_5m::{combine, combine_bucket_ms, ServiceCall5m};
+use crate::views::service_call_5m::{combine, combine_bucket_ms, ServiceCall5m, ServiceCall5mRow};
+use crate::views::change_event::ChangeEventRow;
+use crate::views::correlation::{correlate, ChangeImpactRow, CorrelationConfig, CorrelationInputs, RegressionRow, RegressionSuspectRow};
+use crate::views::metric_1m::Metric1mRow;
 use crate::views::ViewRow;
 use crate::window::{windowed, WindowEvent, WindowedView};
 
@@ -52,6 +57,17 @@ pub struct EngineConfig {
     pub service_call: Option<ServiceCallConfig>,
     /// `log_pattern`, `log_pattern_5m` and `log_pattern_new`, when the job asks for them.
     pub log_pattern: Option<LogPatternConfig>,
+    /// `change_event`, and with `correlation` also `change_impact`, `regression` and
+    /// `regression_suspect`, when the job asks for them.
+    pub changes: Option<ChangesConfig>,
+}
+
+/// The change views' parameters.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ChangesConfig {
+    pub detect: ChangeConfig,
+    /// Correlation with the other views (needs `service_call_5m`).
+    pub correlation: Option<CorrelationConfig>,
 }
 
 /// The span views' parameters.
@@ -133,6 +149,7 @@ enum Decoded {
     Point(MetricPoint),
     Span(Span),
     Log(LogRecord),
+    K8s(K8sEvent),
     Dead(DeadLetter),
     Max(u32, EventTime),
     Count(u64),
@@ -170,20 +187,22 @@ pub fn build(
         let meta = scope.input_from(&mut meta_input);
 
         let decoded = decode(raw, config.decode.clone());
-        let mut parts = decoded.partition(6, |d| match d {
+        let mut parts = decoded.partition(7, |d| match d {
             Decoded::Point(_) => (0, d),
             Decoded::Max(..) => (1, d),
             Decoded::Dead(_) => (2, d),
             Decoded::Count(_) => (3, d),
             Decoded::Span(_) => (4, d),
             Decoded::Log(_) => (5, d),
+            Decoded::K8s(_) => (6, d),
         });
-        let logs = parts.pop().expect("6 parts").flat_map(|d| if let Decoded::Log(l) = d { Some(l) } else { None });
-        let spans = parts.pop().expect("6 parts").flat_map(|d| if let Decoded::Span(s) = d { Some(s) } else { None });
-        let counts = parts.pop().expect("6 parts").flat_map(|d| if let Decoded::Count(n) = d { Some(Out::Count(n)) } else { None });
-        let decode_dead = parts.pop().expect("6 parts").flat_map(|d| if let Decoded::Dead(x) = d { Some(Out::Dead(x)) } else { None });
-        let maxima = parts.pop().expect("6 parts").flat_map(|d| if let Decoded::Max(p, t) = d { Some((p, t)) } else { None });
-        let points = parts.pop().expect("6 parts").flat_map(|d| if let Decoded::Point(p) = d { Some(p) } else { None });
+        let k8s_events = parts.pop().expect("7 parts").flat_map(|d| if let Decoded::K8s(e) = d { Some(e) } else { None });
+        let logs = parts.pop().expect("7 parts").flat_map(|d| if let Decoded::Log(l) = d { Some(l) } else { None });
+        let spans = parts.pop().expect("7 parts").flat_map(|d| if let Decoded::Span(s) = d { Some(s) } else { None });
+        let counts = parts.pop().expect("7 parts").flat_map(|d| if let Decoded::Count(n) = d { Some(Out::Count(n)) } else { None });
+        let decode_dead = parts.pop().expect("7 parts").flat_map(|d| if let Decoded::Dead(x) = d { Some(Out::Dead(x)) } else { None });
+        let maxima = parts.pop().expect("7 parts").flat_map(|d| if let Decoded::Max(p, t) = d { Some((p, t)) } else { None });
+        let points = parts.pop().expect("7 parts").flat_map(|d| if let Decoded::Point(p) = d { Some(p) } else { None });
 
         let watermarks = watermark(maxima.clone().broadcast(), meta, config.lateness_ms);
         let mut outs = vec![
@@ -192,14 +211,26 @@ pub fn build(
             maxima.map(|(p, t)| Out::Max(p, t)),
             watermarks.clone().map(Out::Watermark),
         ];
+        let mut metric_rows = None;
         if let Some(view) = config.metric_1m.clone() {
-            outs.extend(windowed_view(view, points, watermarks.clone()));
+            let (more, rows) = windowed_view(view, points, watermarks.clone());
+            outs.extend(more);
+            metric_rows = Some(rows);
         }
+        let mut span_rows = None;
         if let Some(calls) = config.service_call.clone() {
-            outs.extend(span_views(calls, spans, watermarks.clone()));
+            let (more, rows) = span_views(calls, spans, watermarks.clone());
+            outs.extend(more);
+            span_rows = Some(rows);
         }
+        let mut log_rows = None;
         if let Some(patterns) = config.log_pattern.clone() {
-            outs.extend(log_views(patterns, logs, watermarks));
+            let (more, rows) = log_views(patterns, logs, watermarks.clone());
+            outs.extend(more);
+            log_rows = Some(rows);
+        }
+        if let Some(changes) = config.changes.clone() {
+            outs.extend(change_views(changes, k8s_events, watermarks, metric_rows, span_rows, log_rows));
         }
         scope.concatenate(outs).probe_with(&probe).sink(Pipeline, "capture", {
             let mut reports: BTreeMap<u64, EpochReport> = BTreeMap::new();
@@ -248,6 +279,9 @@ fn decode<'s>(raw: StreamVec<'s, u64, RawMessage>, config: DecodeConfig) -> Stre
         let mut logs = Vec::new();
         let mut errors: Vec<String> = Vec::new();
         let (mut metric_errors, mut span_errors, mut log_errors) = (Vec::new(), Vec::new(), Vec::new());
+        let mut k8s = Vec::new();
+        let mut k8s_errors = Vec::new();
+        let hasher = KeyedHasher::new(&config.secret_hash_key.0);
         move |input, output| {
             input.for_each(|cap, data| {
                 let mut session = output.session(&cap);
@@ -267,8 +301,12 @@ fn decode<'s>(raw: StreamVec<'s, u64, RawMessage>, config: DecodeConfig) -> Stre
                             decode_logs(&msg, &config, &mut logs, &mut log_errors);
                             errors.extend(log_errors.drain(..).map(|e| e.to_string()));
                         }
+                        Signal::K8s => {
+                            decode_k8s(&msg, &config, &hasher, &mut k8s, &mut k8s_errors);
+                            errors.extend(k8s_errors.drain(..).map(|e| e.to_string()));
+                        }
                     }
-                    count += (points.len() + spans.len() + logs.len()) as u64;
+                    count += (points.len() + spans.len() + logs.len() + k8s.len()) as u64;
                     let mut observe = |partition: u32, ts: EventTime| {
                         let max = maxima.entry(partition).or_insert(ts);
                         *max = (*max).max(ts);
@@ -285,13 +323,15 @@ fn decode<'s>(raw: StreamVec<'s, u64, RawMessage>, config: DecodeConfig) -> Stre
                         observe(log.origin.partition, log.ts);
                         session.give(Decoded::Log(log));
                     }
+                    for event in k8s.drain(..) {
+                        observe(event.origin.partition, event.ts);
+                        session.give(Decoded::K8s(event));
+                    }
                     for error in errors.drain(..) {
-                        session.give(Decoded::Dead(DeadLetter {
-                            kind: "decode".to_string(),
-                            reason: error,
-                            origin: msg.origin,
-                            payload: msg.payload.clone(),
-                        }));
+                        // A K8s message may hold Secret values: its dead letter carries the
+                        // redacted form only.
+                        let payload = if msg.encoding.signal == Signal::K8s { redact_payload(&msg.payload, &hasher) } else { msg.payload.clone() };
+                        session.give(Decoded::Dead(DeadLetter { kind: "decode".to_string(), reason: error, origin: msg.origin, payload }));
                     }
                 }
                 for (partition, max) in maxima {
@@ -356,7 +396,7 @@ fn watermark<'s>(
 
 /// Runs one windowed view and turns its events into capture outputs: Arrow changes per epoch,
 /// final windows (gathered on worker 0), and late records as dead letters.
-fn windowed_view<'s, V>(view: V, records: StreamVec<'s, u64, V::Input>, watermarks: StreamVec<'s, u64, EventTime>) -> Vec<StreamVec<'s, u64, Out>>
+fn windowed_view<'s, V>(view: V, records: StreamVec<'s, u64, V::Input>, watermarks: StreamVec<'s, u64, EventTime>) -> (Vec<StreamVec<'s, u64, Out>>, StreamVec<'s, u64, (V::Row, isize)>)
 where
     V: WindowedView,
     V::Row: ViewRow,
@@ -375,12 +415,76 @@ where
     });
     let finals = parts.pop().expect("3 parts").flat_map(|e| if let WindowEvent::Final(r) = e { Some(r) } else { None });
     let changes = parts.pop().expect("3 parts").flat_map(|e| if let WindowEvent::Change(r, d) = e { Some((r, d)) } else { None });
-    vec![late, view_changes::<V::Row>(changes), final_windows::<V::Row>(finals)]
+    (vec![late, view_changes::<V::Row>(changes.clone()), final_windows::<V::Row>(finals)], changes)
+}
+
+/// The span views' row changes, for correlation.
+struct SpanRows<'s> {
+    calls: StreamVec<'s, u64, (ServiceCall5mRow, isize)>,
+    edges: StreamVec<'s, u64, ((String, String, String), isize)>,
+    blast: StreamVec<'s, u64, (BlastRadiusRow, isize)>,
+}
+
+/// The log views' row changes, for correlation.
+struct LogRows<'s> {
+    counts: StreamVec<'s, u64, (LogPattern5mRow, isize)>,
+    new: StreamVec<'s, u64, (LogPatternNewRow, isize)>,
+}
+
+/// `change_event` from the K8s watch events, then correlation with the other views.
+fn change_views<'s>(
+    config: ChangesConfig,
+    events: StreamVec<'s, u64, K8sEvent>,
+    watermarks: StreamVec<'s, u64, EventTime>,
+    metrics: Option<StreamVec<'s, u64, (Metric1mRow, isize)>>,
+    spans: Option<SpanRows<'s>>,
+    logs: Option<LogRows<'s>>,
+) -> Vec<StreamVec<'s, u64, Out>> {
+    let detected = detect_changes(config.detect.clone(), events, watermarks.clone());
+    let mut parts = detected.partition(3, |e| match e {
+        DetectEvent::Change(_) => (0, e),
+        DetectEvent::Final(_) => (1, e),
+        _ => (2, e),
+    });
+    let other = parts.pop().expect("3 parts").flat_map(|e| match e {
+        DetectEvent::Late(d) => Some(Out::Dead(d)),
+        DetectEvent::Counters(c) => Some(Out::Counters(vec![
+            ("k8s.events", c.events),
+            ("k8s.changes", c.changes),
+            ("k8s.repeats", c.repeats),
+            ("k8s.late", c.late),
+            ("k8s.noise", c.noise),
+            ("k8s.owned", c.owned),
+            ("k8s.baselines", c.baselines),
+            ("k8s.evicted", c.evicted),
+            ("k8s.objects", c.objects),
+        ])),
+        _ => None,
+    });
+    let finals = parts.pop().expect("3 parts").flat_map(|e| if let DetectEvent::Final(r) = e { Some(r) } else { None });
+    let changes = parts.pop().expect("3 parts").flat_map(|e| if let DetectEvent::Change(r) = e { Some((r, 1isize)) } else { None });
+    let mut outs = vec![other, view_changes::<ChangeEventRow>(changes.clone()), final_windows::<ChangeEventRow>(finals)];
+    if let Some(cfg) = config.correlation {
+        let (calls, edges, blast) = match spans {
+            Some(s) => (Some(s.calls), Some(s.edges), Some(s.blast)),
+            None => (None, None, None),
+        };
+        let (log_counts, new_patterns) = match logs {
+            Some(l) => (Some(l.counts), Some(l.new)),
+            None => (None, None),
+        };
+        let inputs = CorrelationInputs { changes, calls, edges, blast, log_counts, new_patterns, metrics };
+        let out = correlate(cfg, inputs, watermarks);
+        outs.push(view_changes::<ChangeImpactRow>(out.impact));
+        outs.push(view_changes::<RegressionRow>(out.regressions));
+        outs.push(view_changes::<RegressionSuspectRow>(out.suspects));
+    }
+    outs
 }
 
 /// The span views: pairing, then `service_call_5m` (windowed), the live graph with its history,
 /// and the graph questions on it.
-fn span_views<'s>(config: ServiceCallConfig, spans: StreamVec<'s, u64, Span>, watermarks: StreamVec<'s, u64, EventTime>) -> Vec<StreamVec<'s, u64, Out>> {
+fn span_views<'s>(config: ServiceCallConfig, spans: StreamVec<'s, u64, Span>, watermarks: StreamVec<'s, u64, EventTime>) -> (Vec<StreamVec<'s, u64, Out>>, SpanRows<'s>) {
     let wait = config.pairing.wait_ms;
     let view = ServiceCall5m { window_ms: config.pairing.window_ms };
     let events = pairing(config.pairing.clone(), spans, watermarks.clone());
@@ -412,7 +516,8 @@ fn span_views<'s>(config: ServiceCallConfig, spans: StreamVec<'s, u64, Span>, wa
     let bucket_ms = combine_bucket_ms(config.pairing.window_ms);
     let edges = per_epoch(calls, Pipeline, "combine_calls", move |calls| combine(calls, bucket_ms));
     let mut outs = vec![other];
-    outs.extend(windowed_view(view, edges.clone(), call_watermarks.clone()));
+    let (more, call_rows) = windowed_view(view, edges.clone(), call_watermarks.clone());
+    outs.extend(more);
 
     let graph = active_graph(config.graph.clone(), edges, call_watermarks);
     let mut parts = graph.partition(5, |e| match e {
@@ -431,13 +536,14 @@ fn span_views<'s>(config: ServiceCallConfig, spans: StreamVec<'s, u64, Span>, wa
     outs.push(view_changes::<CallGraphActiveRow>(active));
     outs.push(view_changes::<TopoEdgeTimeRow>(topo));
     outs.push(final_windows::<TopoEdgeTimeRow>(topo_finals));
-    outs.push(view_changes::<BlastRadiusRow>(blast_radius(edges, config.max_hops)));
-    outs
+    let blast = blast_radius(edges.clone(), config.max_hops);
+    outs.push(view_changes::<BlastRadiusRow>(blast.clone()));
+    (outs, SpanRows { calls: call_rows, edges, blast })
 }
 
 /// The log views: the miners, then `log_pattern_5m` (windowed), `log_pattern` and
 /// `log_pattern_new`.
-fn log_views<'s>(config: LogPatternConfig, logs: StreamVec<'s, u64, LogRecord>, watermarks: StreamVec<'s, u64, EventTime>) -> Vec<StreamVec<'s, u64, Out>> {
+fn log_views<'s>(config: LogPatternConfig, logs: StreamVec<'s, u64, LogRecord>, watermarks: StreamVec<'s, u64, EventTime>) -> (Vec<StreamVec<'s, u64, Out>>, LogRows<'s>) {
     let view = LogPattern5m { window_ms: config.window_ms };
     let events = mine(config, logs, watermarks.clone());
     let mut parts = events.partition(4, |e| match e {
@@ -460,9 +566,10 @@ fn log_views<'s>(config: LogPatternConfig, logs: StreamVec<'s, u64, LogRecord>, 
     let new = parts.pop().expect("4 parts").flat_map(|e| if let MineEvent::New(r, d) = e { Some((r, d)) } else { None });
     let patterns = parts.pop().expect("4 parts").flat_map(|e| if let MineEvent::Pattern(r, d) = e { Some((r, d)) } else { None });
     let hits = parts.pop().expect("4 parts").flat_map(|e| if let MineEvent::Hit(h) = e { Some(h) } else { None });
-    let mut outs = vec![other, view_changes::<LogPatternRow>(patterns), view_changes::<LogPatternNewRow>(new)];
-    outs.extend(windowed_view(view, hits, watermarks));
-    outs
+    let mut outs = vec![other, view_changes::<LogPatternRow>(patterns), view_changes::<LogPatternNewRow>(new.clone())];
+    let (more, counts) = windowed_view(view, hits, watermarks);
+    outs.extend(more);
+    (outs, LogRows { counts, new })
 }
 
 /// Consolidates a view's `(row, diff)` changes per epoch into upserts and deletes by primary key.

@@ -9,8 +9,10 @@
 //! - [`logs`]: log header formats, masking and the template miner (pure Rust, no timely).
 //! - [`window`]: the windowed-aggregate operator every windowed view is built on.
 //! - [`views`]: the views, one file each.
+//! - [`changes`]: Kubernetes watch events to change records (object state, field-level diffs).
 //! - [`engine`]: one worker's dataflow: inputs per epoch, the views, and what it hands the sinks.
 
+pub mod changes;
 pub mod decode;
 pub mod engine;
 pub mod histogram;

@@ -28,6 +28,8 @@ pub enum Signal {
     Metrics,
     Spans,
     Logs,
+    /// Kubernetes watch events (JSON, one per message).
+    K8s,
 }
 
 /// How the bytes of a message are laid out.

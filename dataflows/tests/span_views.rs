@@ -37,6 +37,7 @@ fn config(caller: CallerNaming) -> EngineConfig {
             max_hops: 16,
         }),
         log_pattern: None,
+        changes: None,
     }
 }
 

@@ -13,6 +13,8 @@
 //!   peer and sampling-multiplier rules pairing needs.
 //! - [`logs`]: logs (OTLP protobuf, OTLP JSON, JSON lines, plain text with a header format) to
 //!   [`LogRecord`](crate::record::LogRecord)s.
+//! - [`k8s`]: Kubernetes watch events to [`K8sEvent`](k8s::K8sEvent)s, with every value that
+//!   may be secret replaced by a keyed hash.
 //! - `otlp_json_common`: what the three OTLP JSON readers share.
 //!
 //! # Example
@@ -32,6 +34,7 @@
 //! assert_eq!(points[0].series, "route=/pay");
 //! ```
 
+pub mod k8s;
 pub mod logs;
 pub mod metrics;
 mod otlp_json_common;
@@ -61,6 +64,27 @@ pub struct DecodeConfig {
     /// from each text source's spec, not written in the job's `decode` section.
     #[serde(skip)]
     pub text_profiles: Vec<TextProfile>,
+    /// Key of the HMAC that replaces values which may be secret (Secret and ConfigMap data, env
+    /// values, annotations) in Kubernetes change records. Set it per deployment (it keeps the
+    /// hashes from being matched against guessed values); the default is a fixed demo key.
+    /// Never printed or serialized.
+    #[serde(default = "default_secret_hash_key", skip_serializing)]
+    pub secret_hash_key: SecretKey,
+}
+
+/// A key that never appears in `Debug` output.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct SecretKey(pub String);
+
+impl std::fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+fn default_secret_hash_key() -> SecretKey {
+    SecretKey("observebridge-demo-key".to_owned())
 }
 
 fn default_sampling_attribute() -> String {
@@ -95,6 +119,7 @@ impl Default for DecodeConfig {
             tenant_attribute: default_tenant_attribute(),
             sampling_attribute: default_sampling_attribute(),
             text_profiles: Vec::new(),
+            secret_hash_key: default_secret_hash_key(),
         }
     }
 }

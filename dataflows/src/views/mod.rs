@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 use crate::record::EventTime;
 
 pub mod blast_radius;
+pub mod change_event;
+pub mod correlation;
 pub mod call_graph_active;
 pub mod log_pattern;
 pub mod metric_1m;
