@@ -47,6 +47,11 @@ pub struct JobSpec {
     /// Where views go.
     #[serde(default)]
     pub sinks: SinksSpec,
+    /// SQL over the live views and their Parquet history (Postgres wire protocol and HTTP).
+    /// Default: on, pgwire at 127.0.0.1:6875 and HTTP at 127.0.0.1:6876, history from
+    /// `sinks.parquet`; `sql: { enabled: false }` turns it off.
+    #[serde(default)]
+    pub sql: observebridge_sql::SqlConfig,
     /// Where records that cannot be used go (default: `./data/dead_letters.jsonl`).
     #[serde(default)]
     pub dead_letter: DeadLetterSpec,
@@ -107,6 +112,88 @@ pub struct ViewsSpec {
     /// Log templates (`log_pattern`), their counts per window (`log_pattern_5m`) and the
     /// templates new to a service (`log_pattern_new`).
     pub log_pattern_5m: Option<LogPatternSpec>,
+    /// Kubernetes changes from watch events (`change_event`); needs a source with `signal: k8s`.
+    pub change_event: Option<ChangeEventSpec>,
+    /// Change correlation: `change_impact`, `regression` and `regression_suspect`; needs
+    /// `change_event` and `service_call_5m` (and uses `log_pattern_5m` and `metric_1m` when
+    /// present).
+    pub change_correlation: Option<CorrelationSpec>,
+}
+
+/// Parameters of `change_event`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeEventSpec {
+    /// Object versions kept per worker (default 100000); beyond, the least recently updated
+    /// object is forgotten.
+    #[serde(default = "default_max_objects")]
+    pub max_objects: usize,
+    /// A label naming a workload's service, looked at before `app.kubernetes.io/name` and `app`.
+    #[serde(default)]
+    pub service_label: Option<String>,
+    /// Ignore replica changes made by an autoscaler (default true).
+    #[serde(default = "default_true")]
+    pub ignore_autoscaler: bool,
+}
+
+fn default_max_objects() -> usize {
+    100_000
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// Parameters of change correlation.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorrelationSpec {
+    /// `change_impact`'s window before the change (default 15m).
+    #[serde(default = "default_impact_window", with = "humantime_serde")]
+    pub before: Duration,
+    /// `change_impact`'s window after the change (default 15m).
+    #[serde(default = "default_impact_window", with = "humantime_serde")]
+    pub after: Duration,
+    /// A regression's baseline: this much of the signal's own history (default 1h).
+    #[serde(default = "default_hour", with = "humantime_serde")]
+    pub baseline: Duration,
+    /// Changes this long before a regression's start are its suspects (default 1h).
+    #[serde(default = "default_hour", with = "humantime_serde")]
+    pub lookback: Duration,
+    /// Robust deviations (MADs) above the baseline median that make a window anomalous (default 4).
+    #[serde(default = "default_sensitivity")]
+    pub sensitivity: f64,
+    /// Calls a window needs before its error rate or latency counts (default 20).
+    #[serde(default = "default_min_calls")]
+    pub min_calls: f64,
+    /// Baseline windows needed before anything is called a regression (default 1).
+    #[serde(default = "default_min_baseline")]
+    pub min_baseline_windows: usize,
+    /// Downstream hops whose changes are suspects (default 2).
+    #[serde(default = "default_suspect_hops")]
+    pub max_hops: u32,
+    /// `metric_1m` metrics to use as signals too (`metric:<name>`); needs `metric_1m`.
+    #[serde(default)]
+    pub metrics: Vec<String>,
+}
+
+fn default_impact_window() -> Duration {
+    Duration::from_secs(900)
+}
+fn default_hour() -> Duration {
+    Duration::from_secs(3600)
+}
+fn default_sensitivity() -> f64 {
+    4.0
+}
+fn default_min_calls() -> f64 {
+    20.0
+}
+fn default_min_baseline() -> usize {
+    1
+}
+fn default_suspect_hops() -> u32 {
+    2
 }
 
 /// Parameters of the log views.
@@ -353,8 +440,57 @@ impl JobSpec {
                 problem(at(field), reason);
             }
         }
-        if self.views.metric_1m.is_none() && self.views.service_call_5m.is_none() && self.views.log_pattern_5m.is_none() {
-            problem("views".into(), "no view selected: add `metric_1m: {}`, `service_call_5m: {}` or `log_pattern_5m: {}`".into());
+        if self.views.metric_1m.is_none() && self.views.service_call_5m.is_none() && self.views.log_pattern_5m.is_none() && self.views.change_event.is_none() {
+            problem("views".into(), "no view selected: add `metric_1m: {}`, `service_call_5m: {}`, `log_pattern_5m: {}` or `change_event: {}`".into());
+        }
+        let k8s_source = self.sources.iter().any(|s| s.signal == Some(Signal::K8s) || s.generator.as_ref().is_some_and(|g| g.signals.iter().any(|s| s.name() == "k8s")));
+        if let Some(c) = &self.views.change_event {
+            if c.max_objects == 0 {
+                problem("views.change_event.max_objects".into(), "must be at least 1".into());
+            }
+            if !k8s_source {
+                problem("views.change_event".into(), "no source carries Kubernetes watch events: add a source with `signal: k8s` (format `json_lines`)".into());
+            }
+        } else if self.sources.iter().any(|s| s.signal == Some(Signal::K8s)) {
+            problem("views".into(), "a source carries Kubernetes watch events but no view reads them: add `change_event: {}`".into());
+        }
+        for (i, source) in self.sources.iter().enumerate() {
+            if source.signal == Some(Signal::K8s) && source.format.is_some_and(|f| f != WireFormat::JsonLines) {
+                problem(format!("sources[{i}].format"), "Kubernetes watch events are JSON: use `json_lines` (one event per message or line)".into());
+            }
+        }
+        if let Some(c) = &self.views.change_correlation {
+            let at = |f: &str| format!("views.change_correlation.{f}");
+            if self.views.change_event.is_none() {
+                problem("views.change_correlation".into(), "needs `change_event` (the changes it correlates)".into());
+            }
+            if self.views.service_call_5m.is_none() {
+                problem("views.change_correlation".into(), "needs `service_call_5m` (the call signals and the live graph)".into());
+            }
+            if !c.metrics.is_empty() && self.views.metric_1m.is_none() {
+                problem(at("metrics"), "names metric_1m signals, but `metric_1m` is not selected".into());
+            }
+            let bucket = self.views.service_call_5m.as_ref().map_or(300_000, |s| s.window.as_millis());
+            for (name, d) in [("before", c.before), ("after", c.after), ("baseline", c.baseline)] {
+                if d.as_millis() == 0 || d.as_millis() % bucket != 0 {
+                    problem(at(name), format!("must be a positive multiple of the service_call_5m window ({}s)", bucket / 1000));
+                }
+            }
+            if c.lookback.is_zero() {
+                problem(at("lookback"), "must be greater than 0".into());
+            }
+            if !(c.sensitivity.is_finite() && c.sensitivity > 0.0) {
+                problem(at("sensitivity"), "must be a positive number".into());
+            }
+            if !(c.min_calls.is_finite() && c.min_calls >= 0.0) {
+                problem(at("min_calls"), "must be 0 or more".into());
+            }
+            if c.min_baseline_windows == 0 {
+                problem(at("min_baseline_windows"), "must be at least 1".into());
+            }
+            if c.max_hops > 64 {
+                problem(at("max_hops"), "must be at most 64".into());
+            }
         }
         if let Some(l) = &self.views.log_pattern_5m {
             let ms = l.window.as_millis();
@@ -395,6 +531,9 @@ impl JobSpec {
             if let Err(e) = os.validate() {
                 problem("sinks.parquet".into(), e.to_string());
             }
+        }
+        if let Err(e) = self.sql.validate() {
+            problem("sql".into(), e.to_string());
         }
         match (&self.dead_letter.file, &self.dead_letter.kafka) {
             (Some(_), Some(_)) => problem("dead_letter".into(), "set only one of `file` or `kafka`".into()),
@@ -455,6 +594,24 @@ mod tests {
         assert_refused(&MINIMAL.replace("metric_1m: {}", "service_call_5m: { caller: bob }"), "views.service_call_5m.caller", "unknown variant");
     }
 
+    #[test]
+    fn change_views_are_parsed_and_checked() {
+        let k8s = "name: t\nsources:\n  - name: s\n    signal: k8s\n    format: json_lines\n    file: { paths: [w.jsonl] }\n  - name: g\n    generator: {}\nviews:\n  service_call_5m: {}\n  change_event: { ignore_autoscaler: false }\n  change_correlation: { lookback: 30m, sensitivity: 3 }\n";
+        let spec = JobSpec::parse(k8s, "test").expect("valid");
+        assert!(!spec.views.change_event.as_ref().expect("present").ignore_autoscaler);
+        let c = spec.views.change_correlation.expect("present");
+        assert_eq!((c.lookback, c.before, c.sensitivity, c.max_hops), (Duration::from_secs(1800), Duration::from_secs(900), 3.0, 2));
+        assert_refused(&k8s.replace("  change_event: { ignore_autoscaler: false }\n", ""), "views.change_correlation", "needs `change_event`");
+        assert_refused(&k8s.replace("  service_call_5m: {}\n", ""), "views.change_correlation", "needs `service_call_5m`");
+        assert_refused(&k8s.replace("sensitivity: 3", "sensitivity: -1"), "views.change_correlation.sensitivity", "positive");
+        assert_refused(&k8s.replace("lookback: 30m", "before: 7m"), "views.change_correlation.before", "multiple of the service_call_5m window");
+        assert_refused(&k8s.replace("lookback: 30m", "metrics: [cpu]"), "views.change_correlation.metrics", "`metric_1m` is not selected");
+        assert_refused(&k8s.replace("format: json_lines", "format: otlp_json"), "sources[0].format", "Kubernetes watch events are JSON");
+        let no_view = k8s.replace("  change_event: { ignore_autoscaler: false }\n  change_correlation: { lookback: 30m, sensitivity: 3 }\n", "");
+        assert_refused(&no_view, "views", "no view reads them");
+        assert_refused(&MINIMAL.replace("metric_1m: {}", "change_event: {}").replace("generator: {}", "generator: { signals: [metrics] }"), "views.change_event", "no source carries Kubernetes watch events");
+    }
+
     const MINIMAL: &str = "name: t\nsources:\n  - name: s\n    generator: {}\nviews:\n  metric_1m: {}\n";
 
     #[test]
@@ -477,6 +634,18 @@ mod tests {
         assert_eq!(spec.idle_timeout, Duration::from_secs(30));
         assert_eq!(spec.views.metric_1m.as_ref().map(|m| m.window), Some(Duration::from_secs(60)));
         assert!(spec.dead_letter.file.is_some());
+    }
+
+    #[test]
+    fn sql_is_served_by_default_and_can_be_turned_off() {
+        let spec = JobSpec::parse(MINIMAL, "t").expect("valid");
+        assert!(spec.sql.enabled);
+        assert_eq!(spec.sql.pg_listen.map(|a| a.to_string()).as_deref(), Some("127.0.0.1:6875"));
+        assert_eq!(spec.sql.http_listen.map(|a| a.to_string()).as_deref(), Some("127.0.0.1:6876"));
+        let off = JobSpec::parse(&format!("{MINIMAL}sql: {{ enabled: false }}\n"), "t").expect("valid");
+        assert!(!off.sql.enabled);
+        assert_refused(&format!("{MINIMAL}sql: {{ pg_port: 1 }}\n"), "sql.pg_port", "unknown field `pg_port`");
+        assert_refused(&format!("{MINIMAL}sql: {{ auth: {{ tokens: {{}} }} }}\n"), "sql", "auth.tokens: is empty");
     }
 
     #[test]

@@ -27,11 +27,14 @@ use observebridge_connectors::sink::{FinalWindow, Frontier, TableChanges};
 use observebridge_connectors::source::{PartitionCommit, Poll, RawRecord, Source};
 use observebridge_dataflows::engine::{self, EngineConfig, EngineEvent, EpochReport, MetaEvent};
 use observebridge_dataflows::record::{Encoding, EventTime, Origin, RawMessage, Signal, WireFormat};
-use observebridge_dataflows::engine::ServiceCallConfig;
+use observebridge_dataflows::changes::ChangeConfig;
+use observebridge_dataflows::engine::{ChangesConfig, ServiceCallConfig};
+use observebridge_dataflows::views::correlation::CorrelationConfig;
 use observebridge_dataflows::pairing::PairingConfig;
 use observebridge_dataflows::views::call_graph_active::CallGraphConfig;
 use observebridge_dataflows::views::log_pattern::{LibraryEntry, LogPatternConfig, LogPatternRow};
 use observebridge_dataflows::views::metric_1m::Metric1m;
+use observebridge_sql::{LiveViews, ServeError, SqlServer};
 
 use crate::job::JobSpec;
 
@@ -173,6 +176,8 @@ pub fn run(spec: JobSpec, stop: Arc<AtomicBool>, stats: Arc<Stats>) -> Result<Ru
         Some(cfg) => Some(ParquetSink::new(cfg).context("parquet sink")?),
         None => None,
     };
+    // SQL over the live views; served until the run ends (`_sql` drops last).
+    let (live, _sql) = start_sql(&spec, &tokio)?;
     let dead_letters: Box<dyn DeadLetterSink> = match (&spec.dead_letter.file, &spec.dead_letter.kafka) {
         (_, Some(kafka)) => Box::new(KafkaDeadLetterSink::new(kafka).context("dead-letter topic")?),
         (Some(file), None) => Box::new(FileDeadLetterSink::new(file).context("dead-letter file")?),
@@ -212,13 +217,31 @@ pub fn run(spec: JobSpec, stop: Arc<AtomicBool>, stats: Arc<Stats>) -> Result<Ru
                 })
             }
         },
+        changes: spec.views.change_event.as_ref().map(|c| ChangesConfig {
+            detect: ChangeConfig { max_objects: c.max_objects, service_label: c.service_label.clone(), ignore_autoscaler: c.ignore_autoscaler },
+            correlation: spec.views.change_correlation.as_ref().map(|k| CorrelationConfig {
+                bucket_ms: spec.views.service_call_5m.as_ref().map_or(300_000, |s| s.window.as_millis() as i64),
+                before_ms: k.before.as_millis() as i64,
+                after_ms: k.after.as_millis() as i64,
+                baseline_ms: k.baseline.as_millis() as i64,
+                lookback_ms: k.lookback.as_millis() as i64,
+                sensitivity: k.sensitivity,
+                min_calls: k.min_calls,
+                min_baseline_buckets: k.min_baseline_windows,
+                max_hops: k.max_hops,
+                wait_ms: spec.views.service_call_5m.as_ref().map_or(0, |s| s.pairing_wait.as_millis() as i64),
+                metrics: k.metrics.clone(),
+            }),
+        }),
     };
     // Restart horizon: records whose window is not final must be re-read after a restart (for
-    // the span views: the window plus the pairing wait, and the active graph's span).
+    // the span views: the window plus the pairing wait, and the active graph's span; for
+    // correlation: its baseline and lookback, whose signals are rebuilt from the records).
     let horizon_ms = [
         config.metric_1m.as_ref().map(|m| m.window_ms),
         config.service_call.as_ref().map(|c| (c.pairing.window_ms + c.pairing.wait_ms).max(c.graph.active_ms)),
         config.log_pattern.as_ref().map(|l| l.window_ms),
+        config.changes.as_ref().and_then(|c| c.correlation.as_ref()).map(|c| c.retention_ms()),
     ]
     .into_iter()
     .flatten()
@@ -287,7 +310,7 @@ pub fn run(spec: JobSpec, stop: Arc<AtomicBool>, stats: Arc<Stats>) -> Result<Ru
         let sent_at = Arc::clone(&sent_at);
         let job = spec.name.clone();
         let handle = tokio.handle().clone();
-        let coordinator = Coordinator { job, workers, postgres, parquet, dead_letters, stats, sent_at, partitions: Arc::clone(&labels), handle };
+        let coordinator = Coordinator { job, workers, postgres, parquet, live, dead_letters, stats, sent_at, partitions: Arc::clone(&labels), handle };
         std::thread::Builder::new().name("coordinator".into()).spawn(move || coordinator.run(event_rx, ack_tx))?
     };
 
@@ -445,10 +468,11 @@ impl Driver<'_> {
                 // Kafka and file sources carry what their spec says; the generator says it per partition.
                 let encoding = match self.encodings[s] {
                     Some(encoding) => encoding,
-                    None => match Generator::partition_signal(local as u32) {
-                        Some(GeneratedSignal::Metrics) | None => Encoding::new(Signal::Metrics, WireFormat::OtlpProto),
-                        Some(GeneratedSignal::Spans) => Encoding::new(Signal::Spans, WireFormat::OtlpProto),
-                        Some(GeneratedSignal::Logs) => Encoding::new(Signal::Logs, WireFormat::OtlpProto),
+                    None => match Generator::partition_signal(local as u32).map(GeneratedSignal::name) {
+                        Some("spans") => Encoding::new(Signal::Spans, WireFormat::OtlpProto),
+                        Some("logs") => Encoding::new(Signal::Logs, WireFormat::OtlpProto),
+                        Some("k8s") => Encoding::new(Signal::K8s, WireFormat::JsonLines),
+                        _ => Encoding::new(Signal::Metrics, WireFormat::OtlpProto),
                     },
                 };
                 self.by_source.insert((s, local as u32), gid);
@@ -555,6 +579,8 @@ struct Coordinator {
     workers: usize,
     postgres: Option<PostgresSink>,
     parquet: Option<ParquetSink>,
+    /// The live views SQL reads; each frontier goes there once the sinks made it durable.
+    live: Option<Arc<LiveViews>>,
     dead_letters: Box<dyn DeadLetterSink>,
     stats: Arc<Stats>,
     sent_at: Arc<Mutex<BTreeMap<u64, (Instant, serde_json::Value)>>>,
@@ -680,6 +706,9 @@ impl Coordinator {
             }
             Ok::<_, anyhow::Error>(())
         })?;
+        if let Some(live) = &self.live {
+            apply_live(live, &frontier, &changes);
+        }
         self.stats.epochs_durable.store(through + 1, Ordering::Relaxed);
         if let Ok(mut sent) = self.sent_at.lock() {
             let now = Instant::now();
@@ -690,5 +719,87 @@ impl Coordinator {
             }
         }
         Ok(())
+    }
+}
+
+/// Starts SQL when the spec asks for it (the default): registers every view the job computes,
+/// then serves pgwire and HTTP on the i/o runtime and prints how to connect. A listener that
+/// cannot bind (its port is taken) is reported and the job runs without SQL: queries are a
+/// window on the outputs, not worth stopping the pipeline for.
+fn start_sql(spec: &JobSpec, tokio: &tokio::runtime::Runtime) -> Result<(Option<Arc<LiveViews>>, Option<SqlServer>)> {
+    use observebridge_dataflows::views::ViewRow;
+    use observebridge_dataflows::views::{blast_radius, call_graph_active, change_event, correlation, log_pattern, metric_1m, service_call_5m};
+    fn register<R: ViewRow>(live: &LiveViews) -> Result<()> {
+        live.register(R::VIEW, R::schema(), R::KEY_COLUMNS).with_context(|| format!("registering view {} for sql", R::VIEW))
+    }
+    if !spec.sql.enabled {
+        return Ok((None, None));
+    }
+    let live = LiveViews::new();
+    live.set_retention(Some(spec.sql.live_retention));
+    let views = &spec.views;
+    if views.metric_1m.is_some() {
+        register::<metric_1m::Metric1mRow>(&live)?;
+    }
+    if views.service_call_5m.is_some() {
+        register::<service_call_5m::ServiceCall5mRow>(&live)?;
+        register::<call_graph_active::CallGraphActiveRow>(&live)?;
+        register::<call_graph_active::TopoEdgeTimeRow>(&live)?;
+        register::<blast_radius::BlastRadiusRow>(&live)?;
+    }
+    if views.log_pattern_5m.is_some() {
+        register::<log_pattern::LogPatternRow>(&live)?;
+        register::<log_pattern::LogPattern5mRow>(&live)?;
+        register::<log_pattern::LogPatternNewRow>(&live)?;
+    }
+    if views.change_event.is_some() {
+        register::<change_event::ChangeEventRow>(&live)?;
+    }
+    if views.change_correlation.is_some() {
+        register::<correlation::ChangeImpactRow>(&live)?;
+        register::<correlation::RegressionRow>(&live)?;
+        register::<correlation::RegressionSuspectRow>(&live)?;
+    }
+    let mut config = spec.sql.clone();
+    if config.history.is_none() {
+        config.history = spec.sinks.parquet.clone();
+    }
+    match tokio.block_on(observebridge_sql::serve(config, Arc::clone(&live))) {
+        Ok(server) => {
+            eprintln!("{}", server.connect_hint());
+            Ok((Some(live), Some(server)))
+        }
+        Err(error @ ServeError::Bind { .. }) => {
+            tracing::error!(%error, "sql is not served");
+            eprintln!("warning: {error}; the job runs without SQL (set sql.pg_listen and sql.http_listen, or sql: {{ enabled: false }})");
+            Ok((None, None))
+        }
+        Err(error) => Err(anyhow::Error::new(error)),
+    }
+}
+
+/// Hands a durable frontier to the live views. A table nobody registered (a view added to the
+/// engine but not to `start_sql`) is registered from its rows' schema first, so that it never
+/// holds the other views back; failures are logged, never fatal: the sinks have the frontier.
+fn apply_live(live: &LiveViews, frontier: &Frontier, changes: &[TableChanges]) {
+    let snapshot = live.snapshot();
+    let mut known: Vec<&TableChanges> = Vec::with_capacity(changes.len());
+    for change in changes {
+        if snapshot.table(&change.table).is_none() {
+            let keys: Vec<&str> = change.key_columns.iter().map(String::as_str).collect();
+            if change.upserts.num_rows() == 0 {
+                continue;
+            }
+            if let Err(error) = live.register(&change.table, change.upserts.schema(), &keys) {
+                tracing::error!(view = %change.table, %error, "view not registered for sql; its changes are skipped");
+                continue;
+            }
+            tracing::warn!(view = %change.table, "view registered for sql from its first rows");
+        }
+        known.push(change);
+    }
+    let known: Vec<TableChanges> = known.into_iter().cloned().collect();
+    if let Err(error) = live.apply(frontier, &known) {
+        tracing::error!(epoch = frontier.epoch, %error, "live views for sql not updated");
     }
 }

@@ -12,14 +12,14 @@ use super::error::PostgresError;
 
 /// A resource URN split into the parts `dim_resource` keeps.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct ResourceName {
+pub struct ResourceName {
     pub kind: String,
     pub namespace: Option<String>,
     pub name: String,
 }
 
-/// Columns that hold resource URNs.
-const RESOURCE_COLUMNS: [&str; 3] = ["resource", "src", "dst"];
+/// Columns that hold resource URNs (also what the SQL layer's live `dim_resource` reads).
+pub const RESOURCE_COLUMNS: [&str; 3] = ["resource", "src", "dst"];
 
 /// Kind recorded for a resource whose name is not a URN of a known shape.
 const UNKNOWN_KIND: &str = "unknown";
@@ -28,7 +28,7 @@ const UNKNOWN_KIND: &str = "unknown";
 /// without a namespace (`urn:k8s:node:node-1`) and `urn:<kind>:<name>` (`urn:host:node-1`, where
 /// the name is everything after the kind: `urn:db:postgres/orders` is named `postgres/orders`).
 /// Anything else keeps the whole string as its name, with kind `unknown`.
-pub(crate) fn parse_urn(urn: &str) -> ResourceName {
+pub fn parse_urn(urn: &str) -> ResourceName {
     let unknown = || ResourceName {
         kind: UNKNOWN_KIND.to_owned(),
         namespace: None,

@@ -49,6 +49,7 @@ use crate::sink::{Frontier, TableChanges};
 use columns::{TableColumns, qualified, quote_ident};
 pub use crate::retry::RetryConfig;
 pub use config::{PostgresConfig, TlsConfig, TlsMode};
+pub use dims::{RESOURCE_COLUMNS, ResourceName, parse_urn};
 pub use error::PostgresError;
 
 /// The migrations in `schemas/migrations`, embedded at compile time.
