@@ -9,7 +9,8 @@
 //! queries per second and p50/p99 of 8 concurrent pgwire clients (sqlx, extended protocol)
 //! running the top-5 question for 5 seconds; then criterion's own report of the same queries.
 //!
-//! `cargo bench -p observebridge-sql --bench queries`
+//! `cargo bench -p observebridge-sql --bench queries`; with `OB_BENCH_SQL='SELECT ...'` it times
+//! that query instead (mean of `OB_BENCH_N` runs) and prints its `EXPLAIN ANALYZE`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,6 +26,10 @@ use observebridge_dataflows::views::metric_1m::Metric1mRow;
 use observebridge_dataflows::views::service_call_5m::ServiceCall5mRow;
 use observebridge_sql::{LiveViews, QueryEngine, SqlConfig, serve};
 use sqlx::Connection;
+
+/// The allocator of the `observebridge` binary, which serves SQL in production.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const SERIES: usize = 100_000;
 const SERIES_PER_RESOURCE: usize = 50;
@@ -209,6 +214,22 @@ fn main() {
     println!("fixture: metric_1m {} rows ({SERIES} series x {LIVE_MINUTES} min), service_call_5m {} rows ({EDGES} edges x {CALL_BUCKETS}), topo_edge_time {EDGES}, history {HISTORY_MINUTES} windows x {HISTORY_SERIES} series",
         SERIES * LIVE_MINUTES, EDGES * CALL_BUCKETS);
     println!("apply: {apply_ms:.2} ms per frontier of 10,000 metric_1m rows");
+    // One query of your own over the same fixture (for profiling): its mean time over `OB_BENCH_N`
+    // runs (default 20) after as many warm-up runs, and its EXPLAIN ANALYZE.
+    if let Ok(sql) = std::env::var("OB_BENCH_SQL") {
+        let runs: usize = std::env::var("OB_BENCH_N").ok().and_then(|n| n.parse().ok()).unwrap_or(20).max(1);
+        for _ in 0..runs {
+            runtime.block_on(engine.query(&sql, None)).unwrap_or_else(|e| panic!("{e}"));
+        }
+        let started = Instant::now();
+        for _ in 0..runs {
+            runtime.block_on(engine.query(&sql, None)).unwrap_or_else(|e| panic!("{e}"));
+        }
+        println!("mean {:.2} ms over {runs} runs", started.elapsed().as_secs_f64() * 1000.0 / runs as f64);
+        let plan = runtime.block_on(engine.query(&format!("EXPLAIN ANALYZE {sql}"), None)).unwrap_or_else(|e| panic!("{e}"));
+        println!("{}", arrow::util::pretty::pretty_format_batches(&plan.batches).expect("format"));
+        return;
+    }
 
     println!("\n{:<36} {:>8} {:>8} {:>6}", "query (in-process, 200 runs)", "p50 ms", "p99 ms", "rows");
     for (name, sql) in QUERIES {
