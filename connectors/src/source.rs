@@ -72,4 +72,10 @@ pub trait Source: Send {
     fn poll(&mut self, max: usize, timeout: Duration, out: &mut Vec<RawRecord>) -> Result<Poll, SourceError>;
     fn partitions(&self) -> Vec<PartitionInfo>;
     fn commit(&mut self, commits: &[PartitionCommit]) -> Result<(), SourceError>;
+    /// Per partition (indexed like [`Source::partitions`]), the offset after the last record the
+    /// source knows exists (Kafka's high watermark), when known: `end - next offset` is the
+    /// partition's lag. Cheap (no request); the default knows nothing.
+    fn end_offsets(&self) -> Vec<Option<u64>> {
+        Vec::new()
+    }
 }

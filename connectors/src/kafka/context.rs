@@ -1,6 +1,7 @@
 //! librdkafka client contexts: log lines and global errors go to `tracing` with the client's name,
 //! and producers collect delivery reports so a caller can wait until every message is acked.
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 
 use rdkafka::ClientContext;
@@ -14,17 +15,33 @@ use rdkafka::producer::{DeliveryResult, ProducerContext};
 pub(crate) struct LogContext {
     /// The source or sink this client belongs to.
     pub(crate) client: String,
+    /// Per (topic, partition), the high watermark from the last statistics report (only filled
+    /// when `statistics.interval.ms` is set, as the source does): the partition's end, for lag.
+    pub(crate) ends: Mutex<HashMap<(String, i32), i64>>,
 }
 
 impl LogContext {
     pub(crate) fn new(client: &str) -> Self {
         Self {
             client: client.to_owned(),
+            ends: Mutex::default(),
         }
     }
 }
 
 impl ClientContext for LogContext {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let Ok(mut ends) = self.ends.lock() else { return };
+        for (topic, t) in statistics.topics {
+            for (partition, p) in t.partitions {
+                // -1 is librdkafka's internal UA partition; -1001 an unknown offset.
+                if partition >= 0 && p.hi_offset >= 0 {
+                    ends.insert((topic.clone(), partition), p.hi_offset);
+                }
+            }
+        }
+    }
+
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
         let client = self.client.as_str();
         match level {

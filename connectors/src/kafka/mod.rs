@@ -28,6 +28,7 @@ mod context;
 mod dead_letter;
 mod producer;
 mod source;
+mod view_sink;
 
 #[cfg(test)]
 mod tests;
@@ -38,3 +39,4 @@ pub use config::{
 };
 pub use dead_letter::KafkaDeadLetterSink;
 pub use source::{KafkaSource, partition_name};
+pub use view_sink::{Delivery, Envelope, KafkaViewSink, KafkaViewSinkConfig, KafkaViewSinkError, PublishStats};

@@ -110,7 +110,9 @@ impl KafkaSource {
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "false")
             // Only reached when a restart offset fell out of retention: re-read what is left.
-            .set("auto.offset.reset", "earliest");
+            .set("auto.offset.reset", "earliest")
+            // Statistics carry each partition's high watermark: the source's lag.
+            .set("statistics.interval.ms", "5000");
         for (key, value) in &cfg.properties {
             client.set(key, value);
         }
@@ -625,6 +627,20 @@ impl Source for KafkaSource {
     /// startup (or when the partition was discovered); they do not change with later commits.
     fn partitions(&self) -> Vec<PartitionInfo> {
         self.table.iter().map(|a| a.info.clone()).collect()
+    }
+
+    /// The high watermarks of librdkafka's last statistics report (every 5 s; no request).
+    fn end_offsets(&self) -> Vec<Option<u64>> {
+        let Ok(ends) = self.consumer.context().ends.lock() else {
+            return Vec::new();
+        };
+        self.table
+            .iter()
+            .map(|a| {
+                ends.get(&(a.topic.clone(), a.partition))
+                    .and_then(|high| u64::try_from(*high).ok())
+            })
+            .collect()
     }
 
     /// Commits `next_offset` of each partition to the group, synchronously, with the restart
