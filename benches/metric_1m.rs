@@ -24,7 +24,7 @@ const MESSAGES_PER_EPOCH: usize = 2_000;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn config() -> EngineConfig {
-    EngineConfig { lateness_ms: 120_000, decode: DecodeConfig::default(), metric_1m: Some(Metric1m::default()), service_call: None, log_pattern: None, changes: None }
+    EngineConfig { lateness_ms: 120_000, raw_archive: None, decode: DecodeConfig::default(), metric_1m: Some(Metric1m::default()), service_call: None, log_pattern: None, changes: None }
 }
 
 fn epochs(messages: Vec<RawMessage>) -> Vec<EpochInput> {

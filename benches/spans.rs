@@ -55,6 +55,7 @@ static GLOBAL: Counting = Counting;
 fn config() -> EngineConfig {
     EngineConfig {
         lateness_ms: 120_000,
+        raw_archive: None,
         decode: DecodeConfig::default(),
         metric_1m: None,
         service_call: Some(ServiceCallConfig { pairing: PairingConfig::default(), graph: CallGraphConfig::default(), max_hops: 16 }),
@@ -116,6 +117,7 @@ fn memory_figures(spans: &[Span]) {
     let before = LIVE.load(Ordering::Relaxed);
     let calls: Vec<Call> = (0..edges)
         .map(|i| Call {
+            span_ids: ([0; 16], [0; 8]),
             tenant: "default".into(),
             src: format!("urn:k8s:svc:shop/service-{}", i / 20),
             dst: format!("urn:k8s:svc:shop/service-{}", i % 1000 + 1000),

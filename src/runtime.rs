@@ -187,6 +187,7 @@ pub fn run(spec: JobSpec, stop: Arc<AtomicBool>, stats: Arc<Stats>) -> Result<Ru
     let workers = spec.workers;
     let config = EngineConfig {
         lateness_ms: spec.lateness.as_millis() as i64,
+        raw_archive: None,
         decode,
         metric_1m: spec.views.metric_1m.as_ref().map(|m| Metric1m { window_ms: m.window.as_millis() as i64 }),
         service_call: spec.views.service_call_5m.as_ref().map(|c| ServiceCallConfig {

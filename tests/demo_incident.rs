@@ -67,6 +67,7 @@ fn top_suspect_within_ten_minutes(offset_s: i64) {
     // The default job's views and parameters.
     let config = EngineConfig {
         lateness_ms: 120_000,
+        raw_archive: None,
         decode: DecodeConfig::default(),
         metric_1m: None,
         service_call: Some(ServiceCallConfig { pairing: PairingConfig { wait_ms: 10_000, window_ms: 300_000, ..Default::default() }, graph: CallGraphConfig::default(), max_hops: 16 }),

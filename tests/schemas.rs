@@ -1,11 +1,16 @@
 //! A view's row type, its Arrow schema (schemas/arrow/<view>.json) and its Postgres table agree,
-//! column for column, and the primary keys match.
+//! column for column, and the primary keys match. The raw archive's record types agree with
+//! schemas/arrow/raw_<signal>.json, and its object keys are the Parquet sink's.
 
 mod common;
 
 use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use common::*;
+use observebridge_connectors::parquet::ParquetSink;
 use observebridge_connectors::postgres::{PostgresConfig, PostgresSink};
+use observebridge_dataflows::decode::k8s::K8sEvent;
+use observebridge_dataflows::record::{LogRecord, MetricPoint, Signal, Span};
+use observebridge_dataflows::views::raw_archive::{self, ArchiveRow, RawLocatorRow};
 use observebridge_dataflows::views::blast_radius::BlastRadiusRow;
 use observebridge_dataflows::views::call_graph_active::{CallGraphActiveRow, TopoEdgeTimeRow};
 use observebridge_dataflows::views::change_event::ChangeEventRow;
@@ -21,6 +26,13 @@ fn arrow_type_name(t: &DataType) -> String {
         DataType::Utf8 => "utf8".into(),
         DataType::Int64 => "int64".into(),
         DataType::Float64 => "float64".into(),
+        DataType::Int32 => "int32".into(),
+        DataType::Boolean => "bool".into(),
+        DataType::List(item) => format!("list<{}>", arrow_type_name(item.data_type())),
+        DataType::Struct(fields) => {
+            let fields: Vec<String> = fields.iter().map(|f| format!("{}: {}", f.name(), arrow_type_name(f.data_type()))).collect();
+            format!("struct<{}>", fields.join(", "))
+        }
         other => format!("{other:?}"),
     }
 }
@@ -35,9 +47,9 @@ fn postgres_type_for(arrow: &str) -> &'static str {
     }
 }
 
-fn check_view<R: ViewRow>() {
-    let schema: SchemaRef = R::schema();
-    let file = format!("{}/schemas/arrow/{}.json", env!("CARGO_MANIFEST_DIR"), R::VIEW);
+/// The schema file `schemas/arrow/<name>.json` describes `schema`, field for field; returns it.
+fn check_arrow_file(name: &str, schema: &SchemaRef) -> serde_json::Value {
+    let file = format!("{}/schemas/arrow/{name}.json", env!("CARGO_MANIFEST_DIR"));
     let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&file).expect("schema file")).expect("json");
     let fields = doc["fields"].as_array().expect("fields");
     assert_eq!(fields.len(), schema.fields().len(), "{file}");
@@ -46,6 +58,13 @@ fn check_view<R: ViewRow>() {
         assert_eq!(arrow_type_name(f.data_type()), spec["type"].as_str().expect("type"), "{}: {}", file, f.name());
         assert_eq!(f.is_nullable(), spec["nullable"].as_bool().expect("nullable"), "{}: {}", file, f.name());
     }
+    doc
+}
+
+fn check_view<R: ViewRow>() {
+    let schema: SchemaRef = R::schema();
+    let doc = check_arrow_file(R::VIEW, &schema);
+    let fields = doc["fields"].as_array().expect("fields");
     let key: Vec<&str> = doc["primary_key"].as_array().expect("primary_key").iter().filter_map(|k| k.as_str()).collect();
     assert_eq!(key, R::KEY_COLUMNS);
 
@@ -142,4 +161,35 @@ fn regression_row_arrow_and_postgres_agree() {
 #[test]
 fn regression_suspect_row_arrow_and_postgres_agree() {
     check_view::<RegressionSuspectRow>();
+}
+
+#[test]
+fn raw_locator_row_arrow_and_postgres_agree() {
+    check_view::<RawLocatorRow>();
+}
+
+/// A raw archive record type agrees with `schemas/arrow/raw_<signal>.json`.
+fn check_archive<R: ArchiveRow>() {
+    let name = format!("raw_{}", raw_archive::signal_name(R::SIGNAL));
+    let doc = check_arrow_file(&name, &R::schema());
+    assert_eq!(doc["dataset"].as_str(), Some(raw_archive::dataset(R::SIGNAL)), "{name}");
+}
+
+#[test]
+fn raw_archive_records_and_their_arrow_schemas_agree() {
+    check_archive::<Span>();
+    check_archive::<LogRecord>();
+    check_archive::<MetricPoint>();
+    check_archive::<K8sEvent>();
+}
+
+#[test]
+fn raw_archive_keys_are_the_parquet_sinks() {
+    // 2026-11-21T13:05:00Z, and a minute at the turn of a year.
+    for minute in [1_795_266_300_000i64, 1_798_761_540_000, 0] {
+        for signal in [Signal::Metrics, Signal::Spans, Signal::Logs, Signal::K8s] {
+            assert_eq!(raw_archive::object_key(signal, minute), ParquetSink::object_key(raw_archive::dataset(signal), minute));
+        }
+    }
+    assert_eq!(raw_archive::object_key(Signal::Spans, 1_795_266_300_000), "raw/spans/date=2026-11-21/hour=13/minute=05/spans-20261121T1305Z.parquet");
 }

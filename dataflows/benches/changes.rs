@@ -121,6 +121,7 @@ fn k8s_epochs(events: &[Vec<u8>], per_epoch: usize) -> Vec<EpochInput> {
 fn engine_config(correlation: bool) -> EngineConfig {
     EngineConfig {
         lateness_ms: 120_000,
+        raw_archive: None,
         decode: DecodeConfig::default(),
         metric_1m: None,
         service_call: correlation.then(|| ServiceCallConfig {

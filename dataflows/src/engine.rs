@@ -11,6 +11,10 @@
 //! meta ─────────────────────────────────────────────────────────► watermark
 //! ```
 //!
+//! With the raw archive on, the decoded records also go (exchanged by signal and minute) to
+//! [`raw_archive`](crate::views::raw_archive), which emits one final batch per signal and minute
+//! (view `raw/<signal>`) and the `raw_locator` rows.
+//!
 //! A capture operator gathers everything an epoch produced on this worker into one
 //! [`EpochReport`] and sends it, followed by the worker's new frontier, on the engine's channel;
 //! the coordinator knows an epoch is complete once every worker's frontier has passed it.
@@ -41,6 +45,7 @@ use crate::views::service_call_5m::{combine, combine_bucket_ms, ServiceCall5m, S
 use crate::views::change_event::ChangeEventRow;
 use crate::views::correlation::{correlate, ChangeImpactRow, CorrelationConfig, CorrelationInputs, RegressionRow, RegressionSuspectRow};
 use crate::views::metric_1m::Metric1mRow;
+use crate::views::raw_archive::{dataset, raw_archive, Admission, Admissions, ArchiveEvent, ArchiveRecord, RawArchiveConfig, RawLocatorRow};
 use crate::views::ViewRow;
 use crate::window::{windowed, WindowEvent, WindowedView};
 
@@ -60,6 +65,32 @@ pub struct EngineConfig {
     /// `change_event`, and with `correlation` also `change_impact`, `regression` and
     /// `regression_suspect`, when the job asks for them.
     pub changes: Option<ChangesConfig>,
+    /// The raw archive (`raw/<signal>` objects) and `raw_locator`, and with them the views'
+    /// `sample_ref`s; `None`: off.
+    pub raw_archive: Option<RawArchiveConfig>,
+}
+
+impl EngineConfig {
+    /// How the raw archive admits each signal: as the view that consumes it does (so it keeps
+    /// exactly what that view counted), by minute for signals no view consumes.
+    pub fn archive_admissions(&self) -> Admissions {
+        let view = |window_ms: i64, delay_ms: i64| Admission { window_ms, delay_ms, dead_letter_late: false };
+        Admissions {
+            metrics: self.metric_1m.as_ref().map_or(Admission::MINUTE, |m| view(m.window_ms, 0)),
+            spans: self.service_call.as_ref().map_or(Admission::MINUTE, |c| view(c.pairing.window_ms, c.pairing.wait_ms)),
+            logs: self.log_pattern.as_ref().map_or(Admission::MINUTE, |l| view(l.window_ms, 0)),
+            // Change detection refuses events before the watermark.
+            k8s: self.changes.as_ref().map_or(Admission::MINUTE, |_| view(1, 0)),
+        }
+    }
+
+    /// How long (event time) a record can stay in the raw archive's state before its minute is
+    /// written: the runtime's restart horizon must cover it. 0 when the archive is off.
+    pub fn archive_horizon_ms(&self) -> i64 {
+        let Some(archive) = &self.raw_archive else { return 0 };
+        let admissions = self.archive_admissions();
+        archive.signals.iter().map(|s| admissions.of(*s)).map(|a| a.window_ms.max(1) + a.delay_ms + crate::views::raw_archive::MINUTE_MS).max().unwrap_or(0)
+    }
 }
 
 /// The change views' parameters.
@@ -101,7 +132,9 @@ pub struct ViewChanges {
     pub deletes: RecordBatch,
 }
 
-/// The rows of a window that became final, sorted by primary key (emitted by worker 0 only).
+/// The rows of a window that became final, sorted by primary key (emitted by worker 0 only);
+/// or, for the raw archive (`view` = `raw/<signal>`), the sorted records of one minute of one
+/// signal (emitted by the worker that holds the minute).
 #[derive(Clone, Debug)]
 pub struct FinalRows {
     pub view: &'static str,
@@ -211,6 +244,24 @@ pub fn build(
             maxima.map(|(p, t)| Out::Max(p, t)),
             watermarks.clone().map(Out::Watermark),
         ];
+        if let Some(archive) = config.raw_archive.clone() {
+            let mut records = Vec::new();
+            if archive.archives(Signal::Metrics) {
+                records.push(points.clone().map(ArchiveRecord::Point));
+            }
+            if archive.archives(Signal::Spans) {
+                records.push(spans.clone().map(ArchiveRecord::Span));
+            }
+            if archive.archives(Signal::Logs) {
+                records.push(logs.clone().map(ArchiveRecord::Log));
+            }
+            if archive.archives(Signal::K8s) {
+                records.push(k8s_events.clone().map(|e| ArchiveRecord::K8s(Box::new(e))));
+            }
+            let admissions = config.archive_admissions();
+            outs.extend(archive_views(archive, admissions, scope.concatenate(records), watermarks.clone()));
+        }
+        let archives = |signal: Signal| config.raw_archive.as_ref().is_some_and(|a| a.archives(signal));
         let mut metric_rows = None;
         if let Some(view) = config.metric_1m.clone() {
             let (more, rows) = windowed_view(view, points, watermarks.clone());
@@ -219,13 +270,13 @@ pub fn build(
         }
         let mut span_rows = None;
         if let Some(calls) = config.service_call.clone() {
-            let (more, rows) = span_views(calls, spans, watermarks.clone());
+            let (more, rows) = span_views(calls, archives(Signal::Spans), spans, watermarks.clone());
             outs.extend(more);
             span_rows = Some(rows);
         }
         let mut log_rows = None;
         if let Some(patterns) = config.log_pattern.clone() {
-            let (more, rows) = log_views(patterns, logs, watermarks.clone());
+            let (more, rows) = log_views(patterns, archives(Signal::Logs), logs, watermarks.clone());
             outs.extend(more);
             log_rows = Some(rows);
         }
@@ -484,9 +535,9 @@ fn change_views<'s>(
 
 /// The span views: pairing, then `service_call_5m` (windowed), the live graph with its history,
 /// and the graph questions on it.
-fn span_views<'s>(config: ServiceCallConfig, spans: StreamVec<'s, u64, Span>, watermarks: StreamVec<'s, u64, EventTime>) -> (Vec<StreamVec<'s, u64, Out>>, SpanRows<'s>) {
+fn span_views<'s>(config: ServiceCallConfig, samples: bool, spans: StreamVec<'s, u64, Span>, watermarks: StreamVec<'s, u64, EventTime>) -> (Vec<StreamVec<'s, u64, Out>>, SpanRows<'s>) {
     let wait = config.pairing.wait_ms;
-    let view = ServiceCall5m { window_ms: config.pairing.window_ms };
+    let view = ServiceCall5m { window_ms: config.pairing.window_ms, samples };
     let events = pairing(config.pairing.clone(), spans, watermarks.clone());
     let mut parts = events.partition(2, |e| match e {
         PairEvent::Call(_) => (0, e),
@@ -543,8 +594,8 @@ fn span_views<'s>(config: ServiceCallConfig, spans: StreamVec<'s, u64, Span>, wa
 
 /// The log views: the miners, then `log_pattern_5m` (windowed), `log_pattern` and
 /// `log_pattern_new`.
-fn log_views<'s>(config: LogPatternConfig, logs: StreamVec<'s, u64, LogRecord>, watermarks: StreamVec<'s, u64, EventTime>) -> (Vec<StreamVec<'s, u64, Out>>, LogRows<'s>) {
-    let view = LogPattern5m { window_ms: config.window_ms };
+fn log_views<'s>(config: LogPatternConfig, samples: bool, logs: StreamVec<'s, u64, LogRecord>, watermarks: StreamVec<'s, u64, EventTime>) -> (Vec<StreamVec<'s, u64, Out>>, LogRows<'s>) {
+    let view = LogPattern5m { window_ms: config.window_ms, samples };
     let events = mine(config, logs, watermarks.clone());
     let mut parts = events.partition(4, |e| match e {
         MineEvent::Hit(_) => (0, e),
@@ -570,6 +621,25 @@ fn log_views<'s>(config: LogPatternConfig, logs: StreamVec<'s, u64, LogRecord>, 
     let (more, counts) = windowed_view(view, hits, watermarks);
     outs.extend(more);
     (outs, LogRows { counts, new })
+}
+
+/// The raw archive: one final batch per signal and minute (view `raw/<signal>`), `raw_locator`
+/// as view changes, late records of signals no view consumes as dead letters.
+fn archive_views<'s>(config: RawArchiveConfig, admissions: Admissions, records: StreamVec<'s, u64, ArchiveRecord>, watermarks: StreamVec<'s, u64, EventTime>) -> Vec<StreamVec<'s, u64, Out>> {
+    let events = raw_archive(config, admissions, records, watermarks);
+    let mut parts = events.partition(2, |e| match e {
+        ArchiveEvent::Locator(_) => (0, e),
+        _ => (1, e),
+    });
+    let other = parts.pop().expect("2 parts").flat_map(|e| match e {
+        ArchiveEvent::Object { signal, minute, rows } => Some(Out::Final(FinalRows { view: dataset(signal), window_start: minute, rows })),
+        ArchiveEvent::Late(d) => Some(Out::Dead(d)),
+        ArchiveEvent::Live(n) => Some(Out::Live("raw_archive", n)),
+        ArchiveEvent::Counters(c) => Some(Out::Counters(vec![("raw_archive.records", c.records), ("raw_archive.objects", c.objects), ("raw_archive.late", c.late)])),
+        ArchiveEvent::Locator(_) => None,
+    });
+    let locators = parts.pop().expect("2 parts").flat_map(|e| if let ArchiveEvent::Locator(r) = e { Some((r, 1isize)) } else { None });
+    vec![other, view_changes::<RawLocatorRow>(locators)]
 }
 
 /// Consolidates a view's `(row, diff)` changes per epoch into upserts and deletes by primary key.

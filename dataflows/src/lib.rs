@@ -8,7 +8,8 @@
 //! - [`time`]: windows and watermarks in event time.
 //! - [`logs`]: log header formats, masking and the template miner (pure Rust, no timely).
 //! - [`window`]: the windowed-aggregate operator every windowed view is built on.
-//! - [`views`]: the views, one file each.
+//! - [`views`]: the views, one file each; [`views::raw_archive`] also keeps every decoded record
+//!   as Parquet (one object per signal and minute) with `raw_locator` pointing at each object.
 //! - [`changes`]: Kubernetes watch events to change records (object state, field-level diffs).
 //! - [`engine`]: one worker's dataflow: inputs per epoch, the views, and what it hands the sinks.
 

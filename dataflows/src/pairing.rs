@@ -282,6 +282,7 @@ fn pair_call(client: &Span, server: &Span) -> Call {
         weight: client.weight,
         diff: 1,
         origin: client.origin,
+        span_ids: (client.trace_id, client.span_id),
     }
 }
 
@@ -299,6 +300,7 @@ fn server_call(src: String, connection_type: ConnectionType, server: &Span) -> C
         weight: server.weight,
         diff: 1,
         origin: server.origin,
+        span_ids: (server.trace_id, server.span_id),
     }
 }
 
@@ -500,6 +502,7 @@ impl Pairer {
                     continue;
                 }
                 let (dst, connection_type) = virtual_node(&span.service, span.kind, span.peer.as_deref());
+                let span_ids = (span.trace_id, span.span_id);
                 let call = Call {
                     tenant: span.tenant,
                     src: span.service,
@@ -512,6 +515,7 @@ impl Pairer {
                     weight: span.weight,
                     diff: 1,
                     origin: span.origin,
+                    span_ids,
                 };
                 out.push(PairEvent::Call(call.clone()));
                 self.counters.virtual_edges += 1;

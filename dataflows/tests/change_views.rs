@@ -33,6 +33,7 @@ const CANARY: &str = "CANARY-s3cr3t-value";
 fn config() -> EngineConfig {
     EngineConfig {
         lateness_ms: 120_000,
+        raw_archive: None,
         decode: DecodeConfig::default(),
         metric_1m: None,
         service_call: Some(ServiceCallConfig {

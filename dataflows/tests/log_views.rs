@@ -16,7 +16,7 @@ const T0: EventTime = 1_800_000_000_000;
 const WINDOW: i64 = 300_000;
 
 fn config() -> EngineConfig {
-    EngineConfig { lateness_ms: 120_000, decode: DecodeConfig::default(), metric_1m: None, service_call: None, log_pattern: Some(LogPatternConfig::default()), changes: None }
+    EngineConfig { lateness_ms: 120_000, raw_archive: None, decode: DecodeConfig::default(), metric_1m: None, service_call: None, log_pattern: Some(LogPatternConfig::default()), changes: None }
 }
 
 #[derive(Clone, Debug)]

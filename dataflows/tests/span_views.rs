@@ -29,6 +29,7 @@ const WINDOW: i64 = 300_000;
 fn config(caller: CallerNaming) -> EngineConfig {
     EngineConfig {
         lateness_ms: 120_000,
+        raw_archive: None,
         decode: DecodeConfig::default(),
         metric_1m: None,
         service_call: Some(ServiceCallConfig {

@@ -57,6 +57,11 @@ impl ParquetSink {
     /// `<view>/date=YYYY-MM-DD/hour=HH/<view>-YYYYMMDDTHHMMSSZ.parquet`, in UTC, from
     /// `window_start_ms`. Deterministic: the same window always maps to the same key.
     ///
+    /// The raw archive's minutes (views named `raw/<signal>`) go to
+    /// `raw/<signal>/date=YYYY-MM-DD/hour=HH/minute=MM/<signal>-YYYYMMDDTHHMMZ.parquet`, the key
+    /// the engine's `raw_locator` rows and `sample_ref`s name (a test in `tests/schemas.rs`
+    /// holds the two definitions together).
+    ///
     /// Window starts beyond chrono's range (about ±262,000 years) are clamped here;
     /// [`write`](Self::write) refuses them before they could share a key.
     pub fn object_key(view: &str, window_start_ms: i64) -> String {
@@ -67,6 +72,15 @@ impl ParquetSink {
                 DateTime::<Utc>::MAX_UTC
             },
         );
+        if let Some(signal) = raw_signal(view) {
+            return format!(
+                "raw/{signal}/date={}/hour={}/minute={}/{signal}-{}.parquet",
+                start.format("%Y-%m-%d"),
+                start.format("%H"),
+                start.format("%M"),
+                start.format("%Y%m%dT%H%MZ"),
+            );
+        }
         format!(
             "{view}/date={}/hour={}/{view}-{}.parquet",
             start.format("%Y-%m-%d"),
@@ -195,6 +209,19 @@ pub async fn read_parquet(
         .map_err(|source| ParquetError::DecodeBatch { key: name, source })
 }
 
+/// The signal of a raw archive view (`raw/<signal>`), if `view` is one.
+fn raw_signal(view: &str) -> Option<&str> {
+    view.strip_prefix("raw/")
+}
+
+/// A view or signal name: non-empty ASCII letters, digits, '_' or '-'.
+fn is_plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
 /// Refuses windows whose key would be ambiguous or invalid.
 fn check_window(window: &FinalWindow) -> Result<(), ParquetError> {
     let fail = |message: String| {
@@ -203,12 +230,21 @@ fn check_window(window: &FinalWindow) -> Result<(), ParquetError> {
             message,
         })
     };
-    if window.view.is_empty()
-        || !window
-            .view
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-    {
+    if let Some(signal) = raw_signal(&window.view) {
+        if !is_plain_name(signal) {
+            return fail(
+                "a raw archive view is raw/<signal>, the signal non-empty ASCII letters, digits, '_' or '-'"
+                    .to_string(),
+            );
+        }
+        if window.window_start_ms.rem_euclid(60_000) != 0 {
+            // The key has minute resolution.
+            return fail(format!(
+                "raw archive minute start {} ms is not a whole minute",
+                window.window_start_ms
+            ));
+        }
+    } else if !is_plain_name(&window.view) {
         return fail(
             "the view name must be non-empty ASCII letters, digits, '_' or '-'".to_string(),
         );

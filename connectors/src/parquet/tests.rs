@@ -282,6 +282,61 @@ fn key_layout_is_exact() {
     );
 }
 
+#[test]
+fn raw_archive_keys_have_a_minute_level() {
+    assert_eq!(
+        ParquetSink::object_key("raw/spans", ms(2026, 11, 21, 13, 5, 0)),
+        "raw/spans/date=2026-11-21/hour=13/minute=05/spans-20261121T1305Z.parquet"
+    );
+    assert_eq!(
+        ParquetSink::object_key("raw/k8s", ms(2026, 1, 2, 3, 59, 0)),
+        "raw/k8s/date=2026-01-02/hour=03/minute=59/k8s-20260102T0359Z.parquet"
+    );
+    // Other views keep their layout.
+    assert_eq!(
+        ParquetSink::object_key("raw_locator", ms(2026, 11, 21, 13, 5, 0)),
+        "raw_locator/date=2026-11-21/hour=13/raw_locator-20261121T130500Z.parquet"
+    );
+}
+
+#[tokio::test]
+async fn raw_archive_minutes_are_written_under_their_minute() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sink = ParquetSink::new(&local_config(dir.path())).expect("sink");
+    let start = ms(2026, 11, 21, 13, 5, 0);
+    let mut window = sample_window(start);
+    window.view = "raw/logs".into();
+    let key = sink.write(&window, no_retry).await.expect("write");
+    assert!(
+        key.ends_with("/raw/logs/date=2026-11-21/hour=13/minute=05/logs-20261121T1305Z.parquet"),
+        "{key}"
+    );
+    let again = sink.write(&window, no_retry).await.expect("rewrite");
+    assert_eq!(key, again);
+    let objects = list_all(sink.store().as_ref(), sink.prefix()).await;
+    assert_eq!(objects, vec![key.clone()], "a rewrite replaces the object");
+    let read = read_parquet(sink.store().as_ref(), &Path::from(key.as_str()))
+        .await
+        .expect("read");
+    assert_eq!(read, vec![window.rows.clone()]);
+    // Raw views need a whole minute and a plain signal name.
+    for (view, start) in [
+        ("raw/spans", start + 1_000),
+        ("raw/", start),
+        ("raw/a/b", start),
+        ("raw/..", start),
+    ] {
+        let mut bad = window.clone();
+        bad.view = view.into();
+        bad.window_start_ms = start;
+        let err = sink.write(&bad, no_retry).await.expect_err("refused");
+        assert!(
+            matches!(err, ParquetError::Window { .. }),
+            "{view}@{start}: {err}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn bad_windows_are_refused_before_any_io() {
     let dir = tempfile::tempdir().expect("tempdir");

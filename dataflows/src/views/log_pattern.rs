@@ -15,8 +15,11 @@
 //!   generalises, and the library is reloaded from this table at start
 //!   ([`LogPatternConfig::library`]), so a restart or a replay gives the same ids.
 //! - **`log_pattern_5m`**, key `bucket, tenant, resource, fingerprint_id`: `count_total`,
-//!   `count_error` (severity ERROR or worse), `sample_ref` (null until the raw archive exists);
-//!   the windowed operator's lateness, finality and bounded state.
+//!   `count_error` (severity ERROR or worse), `sample_ref`; the windowed operator's lateness,
+//!   finality and bounded state. With the raw archive on, `sample_ref` names the row's line with
+//!   the smallest `(event time, line_id)` as `<raw_locator id>#line_id=<hex>`
+//!   ([`raw_archive::line_ref`]): the archive object of that line's minute, and the line in it
+//!   (a minimum, so the same whatever the order and batching); else it is null.
 //! - **`log_pattern_new`**, key `tenant, resource, fingerprint_id`: templates a service first
 //!   logged within the last `new_within` (default 30 minutes) of event time, with `first_seen`;
 //!   retracted once older. What the change correlation asks: "what is this service logging that
@@ -36,6 +39,7 @@ use serde::{Deserialize, Serialize};
 use timely::dataflow::StreamVec;
 use xxhash_rust::xxh3::{xxh3_64, Xxh3};
 
+use super::raw_archive::{self, line_id};
 use super::service_call_5m::timestamp_field;
 use super::ViewRow;
 use crate::logs::drain::{ClusterRecord, Miner, MinerConfig};
@@ -77,6 +81,8 @@ pub struct PatternHit {
     pub ts: EventTime,
     pub error: bool,
     pub origin: Origin,
+    /// The line's [`raw_archive::line_id`] (for `sample_ref`).
+    pub line: u64,
 }
 
 /// One row of `log_pattern`.
@@ -240,7 +246,8 @@ impl LogMining {
             ids.insert(m.id);
             ids.extend(m.evicted);
             let error = record.is_error();
-            out.push(MineEvent::Hit(PatternHit { tenant: record.tenant, resource: record.resource, fingerprint: m.id, ts: record.ts, error, origin: record.origin }));
+            let line = line_id(&record);
+            out.push(MineEvent::Hit(PatternHit { tenant: record.tenant, resource: record.resource, fingerprint: m.id, ts: record.ts, error, origin: record.origin, line }));
         }
         for (name, ids) in touched {
             let Some(tenant) = self.tenants.get_mut(&name) else { continue };
@@ -311,6 +318,17 @@ pub fn mine<'scope>(cfg: LogPatternConfig, records: StreamVec<'scope, u64, LogRe
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogPattern5m {
     pub window_ms: i64,
+    /// Whether rows carry a `sample_ref` (the raw archive keeps logs).
+    pub samples: bool,
+}
+
+/// The running counts of one `log_pattern_5m` row, and its sample: `(event time, line_id)` of the
+/// smallest line.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PatternCounts {
+    pub total: i64,
+    pub errors: i64,
+    pub sample: Option<(EventTime, u64)>,
 }
 
 /// One row of `log_pattern_5m`.
@@ -337,8 +355,8 @@ fn hit_hash(hit: &PatternHit) -> u64 {
 impl WindowedView for LogPattern5m {
     type Input = PatternHit;
     type Key = (String, String, u64);
-    type Part = bool;
-    type State = (i64, i64);
+    type Part = (bool, (EventTime, u64));
+    type State = PatternCounts;
     type Row = LogPattern5mRow;
 
     fn window_ms(&self) -> i64 {
@@ -353,27 +371,28 @@ impl WindowedView for LogPattern5m {
     fn route(&self, input: &PatternHit) -> u64 {
         hit_hash(input)
     }
-    fn split(&self, input: PatternHit) -> (Self::Key, bool) {
-        ((input.tenant, input.resource, input.fingerprint), input.error)
+    fn split(&self, input: PatternHit) -> (Self::Key, Self::Part) {
+        ((input.tenant, input.resource, input.fingerprint), (input.error, (input.ts, input.line)))
     }
-    fn new_state(&self) -> (i64, i64) {
-        (0, 0)
+    fn new_state(&self) -> PatternCounts {
+        PatternCounts::default()
     }
-    fn fold(&self, state: &mut (i64, i64), error: bool) {
-        state.0 += 1;
+    fn fold(&self, state: &mut PatternCounts, (error, line): Self::Part) {
+        state.total += 1;
         if error {
-            state.1 += 1;
+            state.errors += 1;
         }
+        state.sample = Some(state.sample.map_or(line, |s| s.min(line)));
     }
-    fn row(&self, window_start: EventTime, key: &Self::Key, state: &(i64, i64)) -> Option<LogPattern5mRow> {
-        (state.0 > 0).then(|| LogPattern5mRow {
+    fn row(&self, window_start: EventTime, key: &Self::Key, state: &PatternCounts) -> Option<LogPattern5mRow> {
+        (state.total > 0).then(|| LogPattern5mRow {
             bucket: window_start,
             tenant: key.0.clone(),
             resource: key.1.clone(),
             fingerprint_id: key.2 as i64,
-            count_total: state.0,
-            count_error: state.1,
-            sample_ref: None,
+            count_total: state.total,
+            count_error: state.errors,
+            sample_ref: if self.samples { state.sample.map(|(ts, line)| raw_archive::line_ref(ts, line)) } else { None },
         })
     }
 }

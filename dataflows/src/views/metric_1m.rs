@@ -294,7 +294,7 @@ mod tests {
     }
 
     fn config(lateness_ms: i64) -> EngineConfig {
-        EngineConfig { lateness_ms, decode: DecodeConfig::default(), metric_1m: Some(Metric1m::default()), service_call: None, log_pattern: None, changes: None }
+        EngineConfig { lateness_ms, raw_archive: None, decode: DecodeConfig::default(), metric_1m: Some(Metric1m::default()), service_call: None, log_pattern: None, changes: None }
     }
 
     fn register(partitions: u32) -> Vec<MetaEvent> {

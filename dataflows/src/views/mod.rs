@@ -17,6 +17,7 @@ pub mod correlation;
 pub mod call_graph_active;
 pub mod log_pattern;
 pub mod metric_1m;
+pub mod raw_archive;
 pub mod service_call_5m;
 
 /// A row of a view, as sinks see it.

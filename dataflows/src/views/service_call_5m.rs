@@ -8,9 +8,17 @@
 //!   at 1-in-10 counts 10), `rps` (`calls` / window seconds), `err_rate` (`errors` / `calls`),
 //!   `p50_ms` `p95_ms` `p99_ms` of the call latency (client-side duration when the client span
 //!   exists, server-side otherwise), `server_p50_ms` `server_p95_ms` (server-side duration, null
-//!   when no call of the row had a server span), `sample_ref` (null until the raw archive exists).
+//!   when no call of the row had a server span), `sample_ref` (with the raw archive on: a span
+//!   of one of the row's calls, see below; else null).
 //! - **Quantiles** come from retractable [`LogHistogram`]s (1% relative error); each call counts
 //!   its sampling multiplier rounded to a whole number (at least 1) in them.
+//! - **Sample**: the span (the caller's, else the server's) of the row's call with the smallest
+//!   `(end time, trace id, span id)`, written `<raw_locator id>#trace_id=<hex>&span_id=<hex>`
+//!   ([`raw_archive::span_ref`]): the locator of the archive object holding that span. Calls
+//!   taken back (a virtual edge replaced by its late pair) are never the sample; each aggregate
+//!   keeps the few smallest candidates and the retracted spans ([`CallSamples`]), so the sample
+//!   is the same whatever the order and batching of the calls (when every kept candidate was
+//!   taken back, the row has none).
 //! - **Time**: the window's watermark is the engine's minus the pairing wait: a call can be
 //!   decided as late as one wait after its time, and a window is final only once no decision
 //!   about it can still come.
@@ -25,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::Xxh3;
 
 use super::metric_1m::ExactSum;
-use super::{OrdF64, ViewRow};
+use super::{raw_archive, OrdF64, ViewRow};
 use crate::histogram::LogHistogram;
 use crate::record::{EventTime, Origin};
 use crate::window::WindowedView;
@@ -73,6 +81,8 @@ pub struct Call {
     pub diff: i32,
     /// The span that fixed the call's time (for dead letters).
     pub origin: Origin,
+    /// That span's trace and span id (for `sample_ref`).
+    pub span_ids: ([u8; 16], [u8; 8]),
 }
 
 impl Call {
@@ -130,6 +140,7 @@ impl EdgeCalls {
 
     fn add(&mut self, call: &Call) {
         self.stats.fold(&CallPart::of(call));
+        self.stats.samples.add(SpanRef { ts: call.ts, trace_id: call.span_ids.0, span_id: call.span_ids.1 }, call.diff);
         if call.diff > 0 {
             self.first = Some(self.first.map_or(call.ts, |f| f.min(call.ts)));
             self.last = Some(self.last.map_or(call.ts, |l| l.max(call.ts)));
@@ -208,6 +219,8 @@ pub struct CallStats {
     pub errors: ExactSum,
     pub latency: LogHistogram,
     pub server: LogHistogram,
+    /// Sample candidates (filled by [`combine`], which knows the calls' spans).
+    pub samples: CallSamples,
 }
 
 impl CallStats {
@@ -231,11 +244,76 @@ impl CallStats {
         self.errors.merge(&other.errors);
         self.latency.merge(&other.latency);
         self.server.merge(&other.server);
+        self.samples.merge(&other.samples);
     }
 
     pub fn err_rate(&self) -> f64 {
         let calls = self.calls.value();
         if calls > 0.0 { self.errors.value() / calls } else { 0.0 }
+    }
+}
+
+/// A span as a `sample_ref` names it: its end time and ids.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct SpanRef {
+    pub ts: EventTime,
+    pub trace_id: [u8; 16],
+    pub span_id: [u8; 8],
+}
+
+/// How many of the smallest added spans an aggregate keeps as sample candidates.
+const SAMPLE_CANDIDATES: usize = 4;
+
+/// The sample of an aggregate of calls, retractable and independent of the order in which calls
+/// and aggregates are merged: the few (4) smallest spans of the `+1` calls (with
+/// multiplicity: a producer's span may make several calls), and every span of a `-1` call.
+///
+/// The kept candidates are exactly the smallest distinct spans of all `+1` calls with their full
+/// counts, whatever the merge order; so [`sample`](Self::sample), the smallest candidate not
+/// cancelled by retractions, is the smallest span with a net call, or `None` when every
+/// candidate was taken back (retractions are rare corrections).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallSamples {
+    added: Vec<(SpanRef, u32)>,
+    retracted: Vec<(SpanRef, u32)>,
+}
+
+impl CallSamples {
+    /// Counts one call's span (`diff` +1 or -1).
+    pub fn add(&mut self, span: SpanRef, diff: i32) {
+        match diff.signum() {
+            1 => insert_counted(&mut self.added, span, diff.unsigned_abs(), SAMPLE_CANDIDATES),
+            -1 => insert_counted(&mut self.retracted, span, diff.unsigned_abs(), usize::MAX),
+            _ => {}
+        }
+    }
+
+    pub fn merge(&mut self, other: &CallSamples) {
+        for (span, n) in &other.added {
+            insert_counted(&mut self.added, *span, *n, SAMPLE_CANDIDATES);
+        }
+        for (span, n) in &other.retracted {
+            insert_counted(&mut self.retracted, *span, *n, usize::MAX);
+        }
+    }
+
+    /// The smallest span with a net call among the candidates.
+    pub fn sample(&self) -> Option<SpanRef> {
+        let retracted = |span: &SpanRef| self.retracted.binary_search_by(|(s, _)| s.cmp(span)).map_or(0, |i| self.retracted[i].1);
+        self.added.iter().find(|(span, n)| *n > retracted(span)).map(|(span, _)| *span)
+    }
+}
+
+/// Adds `n` to `span`'s count in a sorted list that keeps at most `cap` distinct spans (the
+/// smallest).
+fn insert_counted(list: &mut Vec<(SpanRef, u32)>, span: SpanRef, n: u32, cap: usize) {
+    match list.binary_search_by(|(s, _)| s.cmp(&span)) {
+        Ok(i) => list[i].1 = list[i].1.saturating_add(n),
+        Err(i) if i < cap => {
+            list.insert(i, (span, n));
+            list.truncate(cap);
+        }
+        Err(_) => {}
     }
 }
 
@@ -256,11 +334,13 @@ fn record(h: &mut LogHistogram, value: f64, count: u64, diff: i32) {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServiceCall5m {
     pub window_ms: i64,
+    /// Whether rows carry a `sample_ref` (the raw archive keeps spans).
+    pub samples: bool,
 }
 
 impl Default for ServiceCall5m {
     fn default() -> Self {
-        Self { window_ms: 300_000 }
+        Self { window_ms: 300_000, samples: false }
     }
 }
 
@@ -286,7 +366,7 @@ pub struct ServiceCall5mRow {
 
 impl ServiceCall5mRow {
     /// The row of an aggregate (the from-scratch definition tests compare against); `None` when
-    /// it holds no call.
+    /// it holds no call. Its `sample_ref` is null (the view sets it when the archive is on).
     pub fn from_stats(bucket: EventTime, window_ms: i64, key: &EdgeKey, stats: &CallStats) -> Option<Self> {
         if stats.records <= 0 {
             return None;
@@ -344,7 +424,11 @@ impl WindowedView for ServiceCall5m {
         state.merge(&part);
     }
     fn row(&self, window_start: EventTime, key: &EdgeKey, state: &CallStats) -> Option<ServiceCall5mRow> {
-        ServiceCall5mRow::from_stats(window_start, self.window_ms, key, state)
+        let mut row = ServiceCall5mRow::from_stats(window_start, self.window_ms, key, state)?;
+        if self.samples {
+            row.sample_ref = state.samples.sample().map(|s| raw_archive::span_ref(s.ts, &s.trace_id, &s.span_id));
+        }
+        Some(row)
     }
 }
 
