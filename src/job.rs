@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use observebridge_connectors::files::{FileDeadLetterConfig, FileSourceConfig};
 use observebridge_connectors::generator::GeneratorConfig;
-use observebridge_connectors::kafka::{KafkaDeadLetterConfig, KafkaSourceConfig};
+use observebridge_connectors::kafka::{KafkaDeadLetterConfig, KafkaSourceConfig, KafkaViewSinkConfig};
 use observebridge_connectors::parquet::ObjectStoreConfig;
 use observebridge_connectors::postgres::PostgresConfig;
 use observebridge_dataflows::decode::DecodeConfig;
@@ -118,6 +118,24 @@ pub struct ViewsSpec {
     /// `change_event` and `service_call_5m` (and uses `log_pattern_5m` and `metric_1m` when
     /// present).
     pub change_correlation: Option<CorrelationSpec>,
+    /// The raw archive: every decoded input record as Parquet under
+    /// `raw/<signal>/date=/hour=/minute=` on `sinks.parquet` (one object per signal and minute,
+    /// once the minute is final for the view that reads the signal), the `raw_locator` view, and
+    /// the views' `sample_ref`s pointing at archived examples.
+    pub raw_archive: Option<RawArchiveSpec>,
+}
+
+/// Parameters of the raw archive.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawArchiveSpec {
+    /// Signals archived: metrics, spans, logs, k8s (default: all).
+    #[serde(default = "all_signals")]
+    pub signals: Vec<Signal>,
+}
+
+fn all_signals() -> Vec<Signal> {
+    vec![Signal::Metrics, Signal::Spans, Signal::Logs, Signal::K8s]
 }
 
 /// Parameters of `change_event`.
@@ -282,6 +300,8 @@ pub struct SinksSpec {
     pub postgres: Option<PostgresConfig>,
     /// Final windows as Parquet on object storage.
     pub parquet: Option<ObjectStoreConfig>,
+    /// View changelogs on Kafka topics (`<prefix><view>`; key = primary key, tombstone on delete).
+    pub kafka: Option<KafkaViewSinkConfig>,
 }
 
 /// The dead-letter destination: a JSON-lines file or a Kafka topic.
@@ -531,6 +551,17 @@ impl JobSpec {
             if let Err(e) = os.validate() {
                 problem("sinks.parquet".into(), e.to_string());
             }
+        }
+        if let Some(k) = &self.sinks.kafka {
+            if let Err(e) = k.validate() {
+                problem(format!("sinks.kafka.{}", e.field), e.message);
+            }
+        }
+        if self.views.raw_archive.is_some() && self.sinks.parquet.is_none() {
+            problem("views.raw_archive".into(), "needs sinks.parquet: the archive is written there".into());
+        }
+        if self.views.raw_archive.as_ref().is_some_and(|r| r.signals.is_empty()) {
+            problem("views.raw_archive.signals".into(), "must name at least one signal (metrics, spans, logs, k8s)".into());
         }
         if let Err(e) = self.sql.validate() {
             problem("sql".into(), e.to_string());

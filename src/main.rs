@@ -7,8 +7,6 @@
 //! - [`eval`]: accuracy and speed on public benchmarks (`observebridge eval loghub DIR`).
 
 mod eval;
-mod job;
-mod runtime;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -19,8 +17,8 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-use crate::job::JobSpec;
-use crate::runtime::Stats;
+use observebridge::job::{self, JobSpec};
+use observebridge::runtime::{self, Stats};
 
 /// mimalloc: the dataflow allocates and frees many small strings per record; glibc's malloc
 /// spent about a third of decode + metric_1m's time in a profile.
@@ -55,7 +53,22 @@ enum Command {
         #[arg(long)]
         report: bool,
     },
-    /// Job specs.
+    /// Hosts many jobs behind an HTTP API (`/v1/jobs`); jobs survive restarts.
+    Serve {
+        /// Address of the HTTP API (port 0: any free port; the bound address is printed).
+        #[arg(long, env = "OBSERVEBRIDGE_LISTEN", default_value = "127.0.0.1:7070")]
+        listen: std::net::SocketAddr,
+        /// Where job specs are kept when there is no --postgres-url.
+        #[arg(long, env = "OBSERVEBRIDGE_STATE_DIR", default_value = "./data/server")]
+        state_dir: PathBuf,
+        /// Keep job specs in this Postgres database (table observebridge_jobs).
+        #[arg(long, env = "OBSERVEBRIDGE_POSTGRES_URL", hide_env_values = true)]
+        postgres_url: Option<String>,
+        /// A bearer token the API accepts (repeat for several); none = no authentication.
+        #[arg(long = "token", env = "OBSERVEBRIDGE_API_TOKENS", value_delimiter = ',', hide_env_values = true)]
+        tokens: Vec<String>,
+    },
+    /// Job specs, and jobs on a server.
     Job {
         #[command(subcommand)]
         command: JobCommand,
@@ -78,8 +91,56 @@ enum EvalCommand {
 
 #[derive(Subcommand, Debug)]
 enum JobCommand {
-    /// Checks a job spec without running it (no network, no files touched).
+    /// Checks a job spec without running it (no network, no files touched). Exit 2 when invalid.
     Validate { job: PathBuf },
+    /// Submits a job spec (YAML or JSON) to a server and starts it.
+    Submit {
+        job: PathBuf,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Lists the server's jobs.
+    List {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Shows a job: state, sources' lag, watermark, records/s, dead letters, sinks' frontiers.
+    /// Exit 6 when the job has failed.
+    Status {
+        id: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Stops a job after its current frontier is durable.
+    Stop {
+        id: String,
+        /// Also forget the job (its name can be submitted again).
+        #[arg(long)]
+        purge: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Stops a job and starts it again from its committed offsets.
+    Restart {
+        id: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+/// Where the jobs API is. Exit codes: 0 done, 1 server unreachable or failed, 2 invalid spec,
+/// 3 no such job, 4 name taken, 5 token refused.
+#[derive(clap::Args, Debug)]
+struct ServerArgs {
+    /// The server's API.
+    #[arg(long = "server", env = "OBSERVEBRIDGE_SERVER", default_value = "http://127.0.0.1:7070")]
+    url: String,
+    /// Bearer token for the API.
+    #[arg(long, env = "OBSERVEBRIDGE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Prints the server's JSON answer instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 fn main() {
@@ -108,16 +169,11 @@ fn init_logging(json: bool) {
 fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Eval { what: EvalCommand::Loghub { dir } } => eval::run_loghub(&dir).map(|()| 0),
-        Command::Job { command: JobCommand::Validate { job } } => match JobSpec::load(&job) {
-            Ok(spec) => {
-                println!("{}: valid job `{}` ({} source(s))", job.display(), spec.name, spec.sources.len());
-                Ok(0)
-            }
-            Err(e) => {
-                eprintln!("{e}");
-                Ok(2)
-            }
-        },
+        Command::Serve { listen, state_dir, postgres_url, tokens } => {
+            let tokens = tokens.into_iter().map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect();
+            observebridge::server::serve(observebridge::server::ServerConfig { listen, state_dir, postgres_url, tokens }).map(|()| 0)
+        }
+        Command::Job { command } => job_command(command),
         Command::Run { job, workers, seed, report } => {
             let mut spec = match &job {
                 Some(path) => JobSpec::load(path),
@@ -139,6 +195,75 @@ fn run(cli: Cli) -> Result<i32> {
                 anyhow::bail!(job::SpecError::Invalid { origin: "command line".into(), problems });
             }
             run_job(spec, job.is_none(), report)
+        }
+    }
+}
+
+/// `observebridge job ...`.
+fn job_command(command: JobCommand) -> Result<i32> {
+    use observebridge::client::{self, Client, ClientError};
+    let (server, call): (ServerArgs, Box<dyn FnOnce(Client) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(String, i32), ClientError>>>>>) = match command {
+        JobCommand::Validate { job } => {
+            return match JobSpec::load(&job) {
+                Ok(spec) => {
+                    println!("{}: valid job `{}` ({} source(s))", job.display(), spec.name, spec.sources.len());
+                    Ok(0)
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    Ok(2)
+                }
+            };
+        }
+        JobCommand::Submit { job, server } => {
+            let text = std::fs::read_to_string(&job).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", job.display()))?;
+            let json = server.json;
+            (server, Box::new(move |c: Client| Box::pin(async move {
+                let s = c.submit(text).await?;
+                Ok((if json { serde_json::to_string_pretty(&s).unwrap_or_default() } else { format!("submitted job `{}` ({})", s.id, s.state.as_str()) }, 0))
+            })))
+        }
+        JobCommand::List { server } => {
+            let json = server.json;
+            (server, Box::new(move |c: Client| Box::pin(async move {
+                let jobs = c.list().await?;
+                Ok((if json { serde_json::to_string_pretty(&jobs).unwrap_or_default() } else { client::format_list(&jobs).trim_end().to_string() }, 0))
+            })))
+        }
+        JobCommand::Status { id, server } => {
+            let json = server.json;
+            (server, Box::new(move |c: Client| Box::pin(async move {
+                let s = c.status(&id).await?;
+                let code = client::status_exit_code(s.state);
+                Ok((if json { serde_json::to_string_pretty(&s).unwrap_or_default() } else { client::format_status(&s).trim_end().to_string() }, code))
+            })))
+        }
+        JobCommand::Stop { id, purge, server } => {
+            let json = server.json;
+            (server, Box::new(move |c: Client| Box::pin(async move {
+                let s = c.stop(&id, purge).await?;
+                let what = if purge && s.state != observebridge::server::JobState::Stopping { "stopped and purged" } else { s.state.as_str() };
+                Ok((if json { serde_json::to_string_pretty(&s).unwrap_or_default() } else { format!("job `{}`: {what}", s.id) }, 0))
+            })))
+        }
+        JobCommand::Restart { id, server } => {
+            let json = server.json;
+            (server, Box::new(move |c: Client| Box::pin(async move {
+                let s = c.restart(&id).await?;
+                Ok((if json { serde_json::to_string_pretty(&s).unwrap_or_default() } else { format!("job `{}` restarted ({})", s.id, s.state.as_str()) }, 0))
+            })))
+        }
+    };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let client = Client::new(&server.url, server.token.clone())?;
+    match rt.block_on(call(client)) {
+        Ok((out, code)) => {
+            println!("{out}");
+            Ok(code)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Ok(e.exit_code())
         }
     }
 }
@@ -189,6 +314,9 @@ fn describe_outputs(spec: &JobSpec) -> String {
     }
     if spec.sinks.postgres.is_some() {
         outputs.push("postgres".to_string());
+    }
+    if let Some(k) = &spec.sinks.kafka {
+        outputs.push(format!("kafka topics {}<view>", k.topic_prefix));
     }
     if let Some(f) = &spec.dead_letter.file {
         outputs.push(format!("dead letters to {}", f.path.display()));

@@ -20,7 +20,7 @@ use crossbeam_channel::{Receiver, Sender};
 use observebridge_connectors::dead_letter::{DeadLetterRecord, DeadLetterSink};
 use observebridge_connectors::files::{FileDeadLetterSink, JsonLinesSource};
 use observebridge_connectors::generator::{GeneratedSignal, Generator};
-use observebridge_connectors::kafka::{KafkaDeadLetterSink, KafkaSource};
+use observebridge_connectors::kafka::{KafkaDeadLetterSink, KafkaSource, KafkaViewSink};
 use observebridge_connectors::parquet::ParquetSink;
 use observebridge_connectors::postgres::PostgresSink;
 use observebridge_connectors::sink::{FinalWindow, Frontier, TableChanges};
@@ -59,9 +59,63 @@ pub struct Stats {
     /// The views' named counters (pairing: paired, virtual edges, expired, late, ...), latest
     /// value per worker.
     pub counters: Mutex<BTreeMap<(&'static str, usize), u64>>,
+    /// Set once sources and sinks are connected and the dataflow is running.
+    pub running: AtomicBool,
+    /// Every input partition: its position and lag, refreshed every epoch.
+    pub partitions: Mutex<Vec<PartitionStatus>>,
+    /// Per sink (`postgres`, `parquet`, `kafka`), the last frontier it made durable.
+    pub sinks: Mutex<BTreeMap<&'static str, SinkProgress>>,
+    /// Things a user should know that did not stop the job (SQL not served, ...).
+    pub warnings: Mutex<Vec<String>>,
+}
+
+/// Where an input partition stands.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PartitionStatus {
+    /// The job's name for the source (`sources[].name`).
+    pub source: String,
+    /// The partition's name (`kafka:<topic>/<partition>`, `file:<path>`, `generator:<stream>`).
+    pub partition: String,
+    /// The next offset to read.
+    pub position: Option<u64>,
+    /// Records known to exist past `position` (Kafka: high watermark - position), when known.
+    pub lag: Option<u64>,
+}
+
+/// The last frontier a sink made durable.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SinkProgress {
+    pub epoch: u64,
+    pub watermark_ms: Option<i64>,
+    /// Wall-clock time of the commit (ms since the Unix epoch).
+    pub committed_at_ms: i64,
+    /// Source positions at that frontier.
+    pub positions: serde_json::Value,
 }
 
 impl Stats {
+    /// Records a sink's durable frontier.
+    fn sink_committed(&self, sink: &'static str, frontier: &Frontier) {
+        if let Ok(mut sinks) = self.sinks.lock() {
+            let progress = SinkProgress {
+                epoch: frontier.epoch,
+                watermark_ms: frontier.watermark_ms,
+                committed_at_ms: chrono::Utc::now().timestamp_millis(),
+                positions: frontier.positions.clone(),
+            };
+            sinks.insert(sink, progress);
+        }
+    }
+
+    /// Adds a warning (once).
+    pub fn warn(&self, warning: String) {
+        if let Ok(mut warnings) = self.warnings.lock() {
+            if !warnings.contains(&warning) {
+                warnings.push(warning);
+            }
+        }
+    }
+
     /// The named counters summed over workers.
     pub fn counters(&self) -> BTreeMap<&'static str, u64> {
         let mut out = BTreeMap::new();
@@ -101,7 +155,18 @@ struct PartitionState {
     retained: VecDeque<(u64, u64, Option<EventTime>)>,
     /// Largest event time among durable records.
     durable_max: Option<EventTime>,
+    /// Records below this offset were processed before a restart (0: none).
+    replay_until: u64,
+    /// Whether the re-read of records processed before a restart is over for this partition.
+    rebuilt: bool,
 }
+
+/// After a restart, the last epoch that holds only re-read records (records every sink already
+/// has), so that the Kafka sink does not publish their changes again: [`REBUILDING`] while the
+/// re-read goes on, [`NO_REBUILD`] when there was none.
+type RebuildThrough = Arc<AtomicI64>;
+const REBUILDING: i64 = -2;
+const NO_REBUILD: i64 = -1;
 
 /// What the coordinator needs to know of an input partition to write its dead letters: its
 /// name, and the offset below which records are re-read after a restart only to rebuild state
@@ -149,7 +214,7 @@ pub fn run(spec: JobSpec, stop: Arc<AtomicBool>, stats: Arc<Stats>) -> Result<Ru
             _ => None,
         };
         let built: Box<dyn Source> = if let Some(kafka) = &source.kafka {
-            Box::new(KafkaSource::new(&source.name, kafka).with_context(|| format!("source {}", source.name))?)
+            Box::new(KafkaSource::new(&source.name, kafka).with_context(|| format!("source {} (brokers {})", source.name, kafka.brokers))?)
         } else if let Some(file) = &source.file {
             Box::new(JsonLinesSource::new(&source.name, file).with_context(|| format!("source {}", source.name))?)
         } else if let Some(generator) = &source.generator {
@@ -176,8 +241,16 @@ pub fn run(spec: JobSpec, stop: Arc<AtomicBool>, stats: Arc<Stats>) -> Result<Ru
         Some(cfg) => Some(ParquetSink::new(cfg).context("parquet sink")?),
         None => None,
     };
+    let kafka = match &spec.sinks.kafka {
+        Some(cfg) => {
+            let sink = KafkaViewSink::new(&spec.name, cfg).context("kafka sink")?;
+            tracing::info!(delivery = sink.delivery(), last_published = ?sink.last_published(), "kafka view topics ready");
+            Some(sink)
+        }
+        None => None,
+    };
     // SQL over the live views; served until the run ends (`_sql` drops last).
-    let (live, _sql) = start_sql(&spec, &tokio)?;
+    let (live, _sql) = start_sql(&spec, &tokio, &stats)?;
     let dead_letters: Box<dyn DeadLetterSink> = match (&spec.dead_letter.file, &spec.dead_letter.kafka) {
         (_, Some(kafka)) => Box::new(KafkaDeadLetterSink::new(kafka).context("dead-letter topic")?),
         (Some(file), None) => Box::new(FileDeadLetterSink::new(file).context("dead-letter file")?),
@@ -187,7 +260,10 @@ pub fn run(spec: JobSpec, stop: Arc<AtomicBool>, stats: Arc<Stats>) -> Result<Ru
     let workers = spec.workers;
     let config = EngineConfig {
         lateness_ms: spec.lateness.as_millis() as i64,
-        raw_archive: None,
+        raw_archive: spec.views.raw_archive.as_ref().map(|r| observebridge_dataflows::views::raw_archive::RawArchiveConfig {
+            signals: r.signals.iter().copied().collect(),
+            location: spec.sinks.parquet.as_ref().map_or_else(String::new, |p| p.url.clone()),
+        }),
         decode,
         metric_1m: spec.views.metric_1m.as_ref().map(|m| Metric1m { window_ms: m.window.as_millis() as i64 }),
         service_call: spec.views.service_call_5m.as_ref().map(|c| ServiceCallConfig {
@@ -243,6 +319,7 @@ pub fn run(spec: JobSpec, stop: Arc<AtomicBool>, stats: Arc<Stats>) -> Result<Ru
         config.service_call.as_ref().map(|c| (c.pairing.window_ms + c.pairing.wait_ms).max(c.graph.active_ms)),
         config.log_pattern.as_ref().map(|l| l.window_ms),
         config.changes.as_ref().and_then(|c| c.correlation.as_ref()).map(|c| c.retention_ms()),
+        Some(config.archive_horizon_ms()).filter(|h| *h > 0),
     ]
     .into_iter()
     .flatten()
@@ -306,12 +383,13 @@ pub fn run(spec: JobSpec, stop: Arc<AtomicBool>, stats: Arc<Stats>) -> Result<Ru
     let (ack_tx, ack_rx) = crossbeam_channel::unbounded::<Durable>();
     let sent_at: Arc<Mutex<BTreeMap<u64, (Instant, serde_json::Value)>>> = Arc::default();
     let labels: PartitionLabels = Arc::default();
+    let rebuild_through: RebuildThrough = Arc::new(AtomicI64::new(REBUILDING));
     let coordinator = {
         let stats = Arc::clone(&stats);
         let sent_at = Arc::clone(&sent_at);
         let job = spec.name.clone();
         let handle = tokio.handle().clone();
-        let coordinator = Coordinator { job, workers, postgres, parquet, live, dead_letters, stats, sent_at, partitions: Arc::clone(&labels), handle };
+        let coordinator = Coordinator { job, workers, postgres, parquet, kafka, kafka_caught_up: false, rebuild_through: Arc::clone(&rebuild_through), live, dead_letters, stats, sent_at, partitions: Arc::clone(&labels), handle };
         std::thread::Builder::new().name("coordinator".into()).spawn(move || coordinator.run(event_rx, ack_tx))?
     };
 
@@ -329,7 +407,10 @@ pub fn run(spec: JobSpec, stop: Arc<AtomicBool>, stats: Arc<Stats>) -> Result<Ru
         horizon_ms,
         epoch: 0,
         durable_through: None,
+        rebuild_through: Arc::clone(&rebuild_through),
+        held: Vec::new(),
     };
+    stats.running.store(true, Ordering::Relaxed);
     let result = driver.run(&stop, &ack_rx);
     // Closing the workers' channels ends the dataflow once everything sent is processed.
     let driver_epochs = driver.epoch;
@@ -365,6 +446,11 @@ struct Driver<'a> {
     horizon_ms: i64,
     epoch: u64,
     durable_through: Option<u64>,
+    /// See [`RebuildThrough`]; shared with the coordinator.
+    rebuild_through: RebuildThrough,
+    /// Records past a partition's re-read, held back until every partition finished its re-read,
+    /// so that no epoch mixes re-read and new records: (partition id, record).
+    held: Vec<(u32, RawRecord)>,
 }
 
 impl Driver<'_> {
@@ -374,6 +460,8 @@ impl Driver<'_> {
         // restored watermark is in place before any replayed record is judged late.
         self.discover_partitions();
         let meta = std::mem::take(&mut self.pending_meta);
+        let rebuilding = self.partitions.iter().any(|p| !p.rebuilt);
+        self.rebuild_through.store(if rebuilding { REBUILDING } else { NO_REBUILD }, Ordering::Relaxed);
         self.send_epoch(Vec::new(), meta)?;
         let mut buffer: Vec<RawRecord> = Vec::new();
         loop {
@@ -404,6 +492,12 @@ impl Driver<'_> {
             let deadline = started + self.spec.epochs.interval;
             let mut raw: Vec<RawMessage> = Vec::new();
             let mut touched: BTreeMap<u32, u64> = BTreeMap::new();
+            let rebuilding = self.rebuild_through.load(Ordering::Relaxed) == REBUILDING;
+            if !rebuilding {
+                for (gid, record) in std::mem::take(&mut self.held) {
+                    self.take_record(gid, record, &mut raw, &mut touched);
+                }
+            }
             while raw.len() < self.spec.epochs.max_records && Instant::now() < deadline && !exhausted.iter().all(|e| *e) {
                 for s in 0..self.sources.len() {
                     if exhausted[s] {
@@ -412,12 +506,20 @@ impl Driver<'_> {
                     let room = self.spec.epochs.max_records.saturating_sub(raw.len()).max(1);
                     let wait = deadline.saturating_duration_since(Instant::now()).min(Duration::from_millis(50)) / self.sources.len() as u32;
                     let poll = self.sources[s].poll(room.min(50_000), wait, &mut buffer).with_context(|| format!("source {}", self.spec.sources[s].name))?;
-                    for record in buffer.drain(..) {
+                    for record in std::mem::take(&mut buffer) {
                         let gid = self.partition_id(s, record.partition)?;
                         let state = &mut self.partitions[gid as usize];
-                        state.next_offset = Some(record.offset + 1);
-                        touched.entry(gid).or_insert(record.offset);
-                        raw.push(RawMessage { origin: Origin { partition: gid, offset: record.offset }, encoding: state.encoding, payload: record.payload });
+                        if rebuilding && record.offset >= state.replay_until {
+                            state.rebuilt = true;
+                            // Held, not idle: it must not stop holding the watermark back.
+                            state.last_active = Instant::now();
+                            self.held.push((gid, record));
+                            continue;
+                        }
+                        if record.offset + 1 >= state.replay_until {
+                            state.rebuilt = true;
+                        }
+                        self.take_record(gid, record, &mut raw, &mut touched);
                     }
                     if poll == Poll::Exhausted {
                         exhausted[s] = true;
@@ -448,9 +550,15 @@ impl Driver<'_> {
                     meta.push(MetaEvent::Ended { partition: gid });
                 }
             }
+            if rebuilding && self.partitions.iter().all(|p| p.rebuilt || p.idle || p.ended) {
+                // This epoch is the last one of re-read records; held records go in the next.
+                tracing::info!(epoch = self.epoch, held = self.held.len(), "re-read of records processed before the restart is complete");
+                self.rebuild_through.store(self.epoch as i64, Ordering::Relaxed);
+            }
             self.stats.records_in.fetch_add(raw.len() as u64, Ordering::Relaxed);
             self.sent_at.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.insert(self.epoch, (started, self.positions()));
             self.send_epoch(raw, meta)?;
+            self.publish_status();
             if exhausted.iter().all(|e| *e) {
                 return Ok(());
             }
@@ -492,6 +600,8 @@ impl Driver<'_> {
                     epoch_ends: VecDeque::new(),
                     retained: VecDeque::new(),
                     durable_max: info.max_event_time,
+                    replay_until: info.replay_until.unwrap_or(0),
+                    rebuilt: info.replay_until.unwrap_or(0) == 0,
                 });
                 self.pending_meta.push(MetaEvent::Register { partition: gid, max_ts: info.max_event_time });
             }
@@ -505,6 +615,35 @@ impl Driver<'_> {
         // A partition the source did not list yet: pick up the new listing.
         self.discover_partitions();
         self.by_source.get(&(source, local)).copied().ok_or_else(|| anyhow::anyhow!("source {} handed out a record of unknown partition {local}", self.spec.sources[source].name))
+    }
+
+    /// Adds a polled record to the epoch being cut.
+    fn take_record(&mut self, gid: u32, record: RawRecord, raw: &mut Vec<RawMessage>, touched: &mut BTreeMap<u32, u64>) {
+        let state = &mut self.partitions[gid as usize];
+        state.next_offset = Some(record.offset + 1);
+        touched.entry(gid).or_insert(record.offset);
+        raw.push(RawMessage { origin: Origin { partition: gid, offset: record.offset }, encoding: state.encoding, payload: record.payload });
+    }
+
+    /// Refreshes every partition's position and lag in the stats (for status and metrics).
+    fn publish_status(&self) {
+        let ends: Vec<Vec<Option<u64>>> = self.sources.iter().map(|s| s.end_offsets()).collect();
+        let status = self
+            .partitions
+            .iter()
+            .map(|p| {
+                let end = ends[p.source].get(p.local as usize).copied().flatten();
+                PartitionStatus {
+                    source: self.spec.sources[p.source].name.clone(),
+                    partition: p.name.clone(),
+                    position: p.next_offset,
+                    lag: end.map(|e| e.saturating_sub(p.next_offset.unwrap_or(0))),
+                }
+            })
+            .collect();
+        if let Ok(mut partitions) = self.stats.partitions.lock() {
+            *partitions = status;
+        }
     }
 
     fn positions(&self) -> serde_json::Value {
@@ -580,6 +719,13 @@ struct Coordinator {
     workers: usize,
     postgres: Option<PostgresSink>,
     parquet: Option<ParquetSink>,
+    /// View changelog topics.
+    kafka: Option<KafkaViewSink>,
+    /// Set once a frontier past what the Kafka topics held at startup was published: from then
+    /// on every frontier is published.
+    kafka_caught_up: bool,
+    /// See [`RebuildThrough`].
+    rebuild_through: RebuildThrough,
     /// The live views SQL reads; each frontier goes there once the sinks made it durable.
     live: Option<Arc<LiveViews>>,
     dead_letters: Box<dyn DeadLetterSink>,
@@ -590,6 +736,49 @@ struct Coordinator {
 }
 
 impl Coordinator {
+    /// Publishes a frontier's changes to the view topics, unless the topics already hold it. After
+    /// a restart, the epochs of re-read records (processed before: the driver never mixes them
+    /// with new ones) rebuild state whose changes were published, and so were frontiers up to
+    /// the last run's progress marker when it published but did not commit its offsets;
+    /// publishing them again would show consumers changes twice. For the marker, only partitions
+    /// that resumed from a commit count; a source that cannot resume (the generator) is always
+    /// published.
+    fn publish_kafka(&mut self, frontier: &Frontier, changes: &[TableChanges]) -> Result<()> {
+        let Some(kafka) = self.kafka.as_mut() else { return Ok(()) };
+        let rebuild_through = self.rebuild_through.load(Ordering::Relaxed);
+        if rebuild_through == REBUILDING || frontier.epoch as i64 <= rebuild_through {
+            tracing::debug!(epoch = frontier.epoch, "frontier of re-read records only; not published again");
+            return Ok(());
+        }
+        if !self.kafka_caught_up {
+            let published_before = match (kafka.last_published().and_then(|p| p.as_object()), frontier.positions.as_object()) {
+                (Some(marker), Some(positions)) => {
+                    let labels = self.partitions.lock().map_err(|_| anyhow::anyhow!("partition table poisoned"))?;
+                    let resumed = |name: &str| labels.values().any(|l| l.name == name && l.replay_until > 0);
+                    positions.iter().all(|(name, at)| {
+                        let marked = marker.get(name).and_then(serde_json::Value::as_u64);
+                        resumed(name) && at.as_u64().zip(marked).is_some_and(|(at, marked)| at <= marked)
+                    })
+                }
+                _ => false,
+            };
+            if published_before {
+                tracing::debug!(epoch = frontier.epoch, "frontier already on the view topics; not published again");
+                return Ok(());
+            }
+            self.kafka_caught_up = true;
+        }
+        let stats = Arc::clone(&self.stats);
+        kafka
+            .publish_with_retry(frontier, changes, |attempt, error| {
+                stats.sink_retries.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(sink = "kafka", attempt, %error, "kafka unavailable; ingestion paused, retrying");
+            })
+            .context("kafka sink")?;
+        self.stats.sink_committed("kafka", frontier);
+        Ok(())
+    }
+
     fn run(mut self, events: Receiver<EngineEvent>, acks: Sender<Durable>) -> Result<()> {
         let mut frontiers: Vec<Option<Option<u64>>> = vec![None; self.workers];
         let mut pending: BTreeMap<u64, Vec<EpochReport>> = BTreeMap::new();
@@ -691,6 +880,7 @@ impl Coordinator {
                 })
                 .await
                 .context("postgres sink")?;
+                stats.sink_committed("postgres", &frontier);
             }
             if let Some(pq) = &self.parquet {
                 for window in &finals {
@@ -704,9 +894,13 @@ impl Coordinator {
                     tracing::debug!(view = %window.view, key, "final window written");
                     stats.windows_written.fetch_add(1, Ordering::Relaxed);
                 }
+                stats.sink_committed("parquet", &frontier);
             }
             Ok::<_, anyhow::Error>(())
         })?;
+        if self.kafka.is_some() {
+            self.publish_kafka(&frontier, &changes)?;
+        }
         if let Some(live) = &self.live {
             apply_live(live, &frontier, &changes);
         }
@@ -727,7 +921,7 @@ impl Coordinator {
 /// then serves pgwire and HTTP on the i/o runtime and prints how to connect. A listener that
 /// cannot bind (its port is taken) is reported and the job runs without SQL: queries are a
 /// window on the outputs, not worth stopping the pipeline for.
-fn start_sql(spec: &JobSpec, tokio: &tokio::runtime::Runtime) -> Result<(Option<Arc<LiveViews>>, Option<SqlServer>)> {
+fn start_sql(spec: &JobSpec, tokio: &tokio::runtime::Runtime, stats: &Stats) -> Result<(Option<Arc<LiveViews>>, Option<SqlServer>)> {
     use observebridge_dataflows::views::ViewRow;
     use observebridge_dataflows::views::{blast_radius, call_graph_active, change_event, correlation, log_pattern, metric_1m, service_call_5m};
     fn register<R: ViewRow>(live: &LiveViews) -> Result<()> {
@@ -756,6 +950,9 @@ fn start_sql(spec: &JobSpec, tokio: &tokio::runtime::Runtime) -> Result<(Option<
     if views.change_event.is_some() {
         register::<change_event::ChangeEventRow>(&live)?;
     }
+    if views.raw_archive.is_some() {
+        register::<observebridge_dataflows::views::raw_archive::RawLocatorRow>(&live)?;
+    }
     if views.change_correlation.is_some() {
         register::<correlation::ChangeImpactRow>(&live)?;
         register::<correlation::RegressionRow>(&live)?;
@@ -772,6 +969,7 @@ fn start_sql(spec: &JobSpec, tokio: &tokio::runtime::Runtime) -> Result<(Option<
         }
         Err(error @ ServeError::Bind { .. }) => {
             tracing::error!(%error, "sql is not served");
+            stats.warn(format!("sql is not served: {error}"));
             eprintln!("warning: {error}; the job runs without SQL (set sql.pg_listen and sql.http_listen, or sql: {{ enabled: false }})");
             Ok((None, None))
         }

@@ -13,58 +13,12 @@ use common::*;
 use futures::StreamExt as _;
 use observebridge_connectors::kafka::{create_topic, produce_all};
 use observebridge_connectors::parquet::{read_parquet, ObjectStoreConfig};
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
-use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{span, status, ResourceSpans, ScopeSpans, Span, Status};
+use common::spans::{kv, message, S};
+use opentelemetry_proto::tonic::trace::v1::span;
 
 const PARTITIONS: i32 = 2;
 /// 2026-11-25T10:00:00Z, a 5-minute boundary.
 const T0: i64 = 1_795_600_800_000;
-const MS: u64 = 1_000_000;
-
-fn kv(key: &str, value: &str) -> KeyValue {
-    KeyValue { key: key.into(), value: Some(AnyValue { value: Some(any_value::Value::StringValue(value.into())) }), ..Default::default() }
-}
-
-/// One span: (trace, id, parent, kind, end ms, duration ms, error, attributes).
-struct S(u32, u8, Option<u8>, span::SpanKind, i64, u64, bool, Vec<KeyValue>);
-
-fn pb(s: &S) -> Span {
-    let id = |n: u8| {
-        let mut v = s.0.to_be_bytes().to_vec();
-        v.extend([0, 0, 0, n]);
-        v
-    };
-    let mut trace = vec![0x11; 12];
-    trace.extend(s.0.to_be_bytes());
-    let end = s.4 as u64 * MS;
-    Span {
-        trace_id: trace,
-        span_id: id(s.1),
-        parent_span_id: s.2.map(id).unwrap_or_default(),
-        name: "op".into(),
-        kind: s.3 as i32,
-        start_time_unix_nano: end - s.5 * MS,
-        end_time_unix_nano: end,
-        attributes: s.7.clone(),
-        status: s.6.then(|| Status { code: status::StatusCode::Error as i32, message: "boom".into() }),
-        ..Default::default()
-    }
-}
-
-/// One OTLP message per service holding its spans, as a Collector per service would export.
-fn message(service: &str, spans: &[S]) -> Vec<u8> {
-    let request = ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            resource: Some(Resource { attributes: vec![kv("service.name", service), kv("k8s.namespace.name", "shop")], ..Default::default() }),
-            scope_spans: vec![ScopeSpans { spans: spans.iter().map(pb).collect(), ..Default::default() }],
-            ..Default::default()
-        }],
-    };
-    prost::Message::encode_to_vec(&request)
-}
-
 /// 30 traces over 3 minutes: user -> frontend -> checkout (every 5th fails) -> postgres.
 fn traffic() -> Vec<(i32, Vec<u8>)> {
     let mut out = Vec::new();

@@ -2,6 +2,8 @@
 //! names, running the `observebridge` binary, and the from-scratch expectation of metric_1m.
 #![allow(dead_code)]
 
+pub mod spans;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -136,6 +138,11 @@ pub fn expected_metric_1m(points: &[Point], metric: &str) -> BTreeMap<(i64, Stri
 
 /// An OTLP ExportMetricsServiceRequest (protobuf) with one gauge point per given point.
 pub fn otlp_gauge_message(points: &[Point], metric: &str) -> Vec<u8> {
+    otlp_gauge_message_for(None, points, metric)
+}
+
+/// [`otlp_gauge_message`] of a tenant's services (resource attribute `tenant.id`).
+pub fn otlp_gauge_message_for(tenant: Option<&str>, points: &[Point], metric: &str) -> Vec<u8> {
     use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
     use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
     use opentelemetry_proto::tonic::metrics::v1::{metric, number_data_point, Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics};
@@ -146,7 +153,10 @@ pub fn otlp_gauge_message(points: &[Point], metric: &str) -> Vec<u8> {
         .iter()
         .map(|p| ResourceMetrics {
             resource: Some(Resource {
-                attributes: vec![kv("service.name", &p.service), kv("k8s.namespace.name", "shop"), kv("k8s.pod.name", &p.pod), kv("service.instance.id", &p.pod)],
+                attributes: [kv("service.name", &p.service), kv("k8s.namespace.name", "shop"), kv("k8s.pod.name", &p.pod), kv("service.instance.id", &p.pod)]
+                    .into_iter()
+                    .chain(tenant.map(|t| kv("tenant.id", t)))
+                    .collect(),
                 ..Default::default()
             }),
             scope_metrics: vec![ScopeMetrics {
