@@ -639,3 +639,41 @@ dead_letter:
     assert!(!calls.is_empty());
     assert_eq!(topic_calls, calls);
 }
+
+/// Every path and method of `schemas/openapi/observebridge.yaml` is served by the router (not the
+/// fallback, not 405), and the API serves nothing the file does not document.
+#[test]
+fn the_openapi_file_documents_exactly_the_routes() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/openapi/observebridge.yaml")).expect("openapi file");
+    let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).expect("openapi yaml");
+    let mut documented = BTreeSet::new();
+    for (path, item) in doc["paths"].as_mapping().expect("paths") {
+        for (method, _) in item.as_mapping().expect("path item") {
+            let method = method.as_str().expect("method");
+            if ["get", "post", "put", "delete", "patch"].contains(&method) {
+                documented.insert((method.to_uppercase(), path.as_str().expect("path").to_string()));
+            }
+        }
+    }
+    let served: BTreeSet<(String, String)> = observebridge::server::api::ROUTES.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
+    assert_eq!(documented, served);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("rt");
+    rt.block_on(async {
+        let store = observebridge::server::store::FileStore::open(dir.path()).expect("store");
+        let app = observebridge::server::api::router(Arc::new(JobManager::new(Box::new(store))), vec![TOKEN.into()]);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let http = reqwest::Client::new();
+        for (method, path) in &documented {
+            let request = http.request(method.parse().expect("method"), format!("{url}{}", path.replace("{id}", "no-such-job"))).bearer_auth(TOKEN);
+            let response = request.body("name: x").send().await.expect("request");
+            let status = response.status().as_u16();
+            let body = response.text().await.unwrap_or_default();
+            assert_ne!(status, 405, "{method} {path} is not routed");
+            assert!(!body.contains("no such route"), "{method} {path} fell through to the fallback: {body}");
+        }
+    });
+}

@@ -37,6 +37,18 @@ struct AppState {
     tokens: Arc<Vec<String>>,
 }
 
+/// Every (method, path) the router serves; `tests/server_api.rs` holds it against the OpenAPI file.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("POST", "/v1/jobs"),
+    ("GET", "/v1/jobs"),
+    ("GET", "/v1/jobs/{id}"),
+    ("DELETE", "/v1/jobs/{id}"),
+    ("GET", "/v1/jobs/{id}/spec"),
+    ("POST", "/v1/jobs/{id}/restart"),
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+];
+
 /// The API's routes over `jobs`; `tokens` empty = no authentication.
 pub fn router(jobs: Arc<JobManager>, tokens: Vec<String>) -> Router {
     let state = AppState { jobs, tokens: Arc::new(tokens) };
