@@ -10,5 +10,6 @@
 
 pub mod client;
 pub mod job;
+pub mod metrics;
 pub mod runtime;
 pub mod server;

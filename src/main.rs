@@ -52,6 +52,10 @@ enum Command {
         /// at the end of the run; used by the end-to-end load benchmark.
         #[arg(long)]
         report: bool,
+        /// Where `/metrics` (Prometheus), `/healthz` and `/readyz` are served (a taken port is a
+        /// warning, not an error).
+        #[arg(long, env = "OBSERVEBRIDGE_LISTEN", default_value = "127.0.0.1:7070")]
+        listen: std::net::SocketAddr,
     },
     /// Hosts many jobs behind an HTTP API (`/v1/jobs`); jobs survive restarts.
     Serve {
@@ -174,7 +178,7 @@ fn run(cli: Cli) -> Result<i32> {
             observebridge::server::serve(observebridge::server::ServerConfig { listen, state_dir, postgres_url, tokens }).map(|()| 0)
         }
         Command::Job { command } => job_command(command),
-        Command::Run { job, workers, seed, report } => {
+        Command::Run { job, workers, seed, report, listen } => {
             let mut spec = match &job {
                 Some(path) => JobSpec::load(path),
                 None => JobSpec::parse(job::DEFAULT_JOB, "(embedded default)"),
@@ -194,7 +198,7 @@ fn run(cli: Cli) -> Result<i32> {
             if !problems.is_empty() {
                 anyhow::bail!(job::SpecError::Invalid { origin: "command line".into(), problems });
             }
-            run_job(spec, job.is_none(), report)
+            run_job(spec, job.is_none(), report, listen)
         }
     }
 }
@@ -268,13 +272,16 @@ fn job_command(command: JobCommand) -> Result<i32> {
     }
 }
 
-fn run_job(spec: JobSpec, embedded: bool, report: bool) -> Result<i32> {
+fn run_job(spec: JobSpec, embedded: bool, report: bool, listen: std::net::SocketAddr) -> Result<i32> {
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = Arc::clone(&stop);
         ctrlc_handler(move || stop.store(true, Ordering::Relaxed))?;
     }
     let stats = Arc::new(Stats::default());
+    if let Some(addr) = observebridge::server::ops::serve_in_background(listen, spec.name.clone(), Arc::clone(&stats)) {
+        eprintln!("metrics: http://{addr}/metrics (health: /healthz, /readyz)");
+    }
     let outputs = describe_outputs(&spec);
     if embedded {
         eprintln!("ObserveBridge: running the embedded demo job (a generated microservice estate).");

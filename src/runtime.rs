@@ -67,6 +67,15 @@ pub struct Stats {
     pub sinks: Mutex<BTreeMap<&'static str, SinkProgress>>,
     /// Things a user should know that did not stop the job (SQL not served, ...).
     pub warnings: Mutex<Vec<String>>,
+    /// Dead letters written, by reason (`decode`, `late`, ...).
+    pub dead_letters_by_reason: Mutex<BTreeMap<String, u64>>,
+    /// Records held in each view's state (arrangements, waiting spans, open windows), latest
+    /// value per (view, worker).
+    pub live_state: Mutex<BTreeMap<(&'static str, usize), u64>>,
+    /// The views this job has written changes of.
+    pub views: Mutex<std::collections::BTreeSet<String>>,
+    /// Wall-clock time (ms since the Unix epoch) of the last frontier durable in every sink.
+    pub last_durable_ms: AtomicI64,
 }
 
 /// Where an input partition stands.
@@ -80,6 +89,12 @@ pub struct PartitionStatus {
     pub position: Option<u64>,
     /// Records known to exist past `position` (Kafka: high watermark - position), when known.
     pub lag: Option<u64>,
+    /// What the partition carries (`metrics`, `spans`, `logs`, `k8s`).
+    #[serde(default)]
+    pub signal: String,
+    /// Records read from it by this run.
+    #[serde(default)]
+    pub records: u64,
 }
 
 /// The last frontier a sink made durable.
@@ -91,19 +106,53 @@ pub struct SinkProgress {
     pub committed_at_ms: i64,
     /// Source positions at that frontier.
     pub positions: serde_json::Value,
+    /// Frontiers made durable by this run, their total and last commit latency (ms), and the
+    /// retries (failed attempts) so far.
+    #[serde(default)]
+    pub commits: u64,
+    #[serde(default)]
+    pub latency_ms_total: f64,
+    #[serde(default)]
+    pub last_latency_ms: f64,
+    #[serde(default)]
+    pub retries: u64,
+}
+
+impl SinkProgress {
+    fn empty() -> Self {
+        SinkProgress {
+            epoch: 0,
+            watermark_ms: None,
+            committed_at_ms: 0,
+            positions: serde_json::Value::Null,
+            commits: 0,
+            latency_ms_total: 0.0,
+            last_latency_ms: 0.0,
+            retries: 0,
+        }
+    }
 }
 
 impl Stats {
-    /// Records a sink's durable frontier.
-    fn sink_committed(&self, sink: &'static str, frontier: &Frontier) {
+    /// Records a sink's durable frontier and how long making it durable took.
+    fn sink_committed(&self, sink: &'static str, frontier: &Frontier, took: Duration) {
         if let Ok(mut sinks) = self.sinks.lock() {
-            let progress = SinkProgress {
-                epoch: frontier.epoch,
-                watermark_ms: frontier.watermark_ms,
-                committed_at_ms: chrono::Utc::now().timestamp_millis(),
-                positions: frontier.positions.clone(),
-            };
-            sinks.insert(sink, progress);
+            let progress = sinks.entry(sink).or_insert_with(SinkProgress::empty);
+            progress.epoch = frontier.epoch;
+            progress.watermark_ms = frontier.watermark_ms;
+            progress.committed_at_ms = chrono::Utc::now().timestamp_millis();
+            progress.positions = frontier.positions.clone();
+            progress.commits += 1;
+            progress.last_latency_ms = took.as_secs_f64() * 1000.0;
+            progress.latency_ms_total += progress.last_latency_ms;
+        }
+    }
+
+    /// Counts a failed attempt of a sink (it retries).
+    fn sink_retry(&self, sink: &'static str) {
+        self.sink_retries.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut sinks) = self.sinks.lock() {
+            sinks.entry(sink).or_insert_with(SinkProgress::empty).retries += 1;
         }
     }
 
@@ -159,6 +208,8 @@ struct PartitionState {
     replay_until: u64,
     /// Whether the re-read of records processed before a restart is over for this partition.
     rebuilt: bool,
+    /// Records read by this run.
+    records: u64,
 }
 
 /// After a restart, the last epoch that holds only re-read records (records every sink already
@@ -602,6 +653,7 @@ impl Driver<'_> {
                     durable_max: info.max_event_time,
                     replay_until: info.replay_until.unwrap_or(0),
                     rebuilt: info.replay_until.unwrap_or(0) == 0,
+                    records: 0,
                 });
                 self.pending_meta.push(MetaEvent::Register { partition: gid, max_ts: info.max_event_time });
             }
@@ -621,6 +673,7 @@ impl Driver<'_> {
     fn take_record(&mut self, gid: u32, record: RawRecord, raw: &mut Vec<RawMessage>, touched: &mut BTreeMap<u32, u64>) {
         let state = &mut self.partitions[gid as usize];
         state.next_offset = Some(record.offset + 1);
+        state.records += 1;
         touched.entry(gid).or_insert(record.offset);
         raw.push(RawMessage { origin: Origin { partition: gid, offset: record.offset }, encoding: state.encoding, payload: record.payload });
     }
@@ -638,6 +691,8 @@ impl Driver<'_> {
                     partition: p.name.clone(),
                     position: p.next_offset,
                     lag: end.map(|e| e.saturating_sub(p.next_offset.unwrap_or(0))),
+                    signal: serde_json::to_value(p.encoding.signal).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
+                    records: p.records,
                 }
             })
             .collect();
@@ -769,13 +824,14 @@ impl Coordinator {
             self.kafka_caught_up = true;
         }
         let stats = Arc::clone(&self.stats);
+        let started = Instant::now();
         kafka
             .publish_with_retry(frontier, changes, |attempt, error| {
-                stats.sink_retries.fetch_add(1, Ordering::Relaxed);
+                stats.sink_retry("kafka");
                 tracing::warn!(sink = "kafka", attempt, %error, "kafka unavailable; ingestion paused, retrying");
             })
             .context("kafka sink")?;
-        self.stats.sink_committed("kafka", frontier);
+        self.stats.sink_committed("kafka", frontier, started.elapsed());
         Ok(())
     }
 
@@ -812,6 +868,13 @@ impl Coordinator {
                         for r in &reports {
                             for (name, v) in &r.counters {
                                 counters.insert((name, r.worker), *v);
+                            }
+                        }
+                    }
+                    if let Ok(mut live) = self.stats.live_state.lock() {
+                        for r in &reports {
+                            for (view, n) in &r.live_state {
+                                live.insert((view, r.worker), *n);
                             }
                         }
                     }
@@ -862,6 +925,9 @@ impl Coordinator {
                     self.stats.late.fetch_add(1, Ordering::Relaxed);
                 }
                 let name = label.map_or("", |l| l.name.as_str());
+                if let Ok(mut by_reason) = self.stats.dead_letters_by_reason.lock() {
+                    *by_reason.entry(d.kind.to_string()).or_default() += 1;
+                }
                 dead.push(DeadLetterRecord::new(&d.kind, &d.reason, name, d.origin.offset, &d.payload));
             }
         }
@@ -874,19 +940,21 @@ impl Coordinator {
         }
         self.handle.block_on(async {
             if let Some(pg) = &self.postgres {
+                let started = Instant::now();
                 pg.apply_with_retry(&frontier, &changes, |attempt, error| {
-                    stats.sink_retries.fetch_add(1, Ordering::Relaxed);
+                    stats.sink_retry("postgres");
                     tracing::warn!(sink = "postgres", attempt, %error, "postgres unavailable; ingestion paused, retrying");
                 })
                 .await
                 .context("postgres sink")?;
-                stats.sink_committed("postgres", &frontier);
+                stats.sink_committed("postgres", &frontier, started.elapsed());
             }
             if let Some(pq) = &self.parquet {
+                let started = Instant::now();
                 for window in &finals {
                     let key = pq
                         .write(window, |attempt, error| {
-                            stats.sink_retries.fetch_add(1, Ordering::Relaxed);
+                            stats.sink_retry("parquet");
                             tracing::warn!(sink = "parquet", attempt, %error, "object store unavailable; retrying");
                         })
                         .await
@@ -894,7 +962,7 @@ impl Coordinator {
                     tracing::debug!(view = %window.view, key, "final window written");
                     stats.windows_written.fetch_add(1, Ordering::Relaxed);
                 }
-                stats.sink_committed("parquet", &frontier);
+                stats.sink_committed("parquet", &frontier, started.elapsed());
             }
             Ok::<_, anyhow::Error>(())
         })?;
@@ -904,6 +972,14 @@ impl Coordinator {
         if let Some(live) = &self.live {
             apply_live(live, &frontier, &changes);
         }
+        if let Ok(mut views) = self.stats.views.lock() {
+            for c in &changes {
+                if !views.contains(&c.table) {
+                    views.insert(c.table.clone());
+                }
+            }
+        }
+        self.stats.last_durable_ms.store(chrono::Utc::now().timestamp_millis(), Ordering::Relaxed);
         self.stats.epochs_durable.store(through + 1, Ordering::Relaxed);
         if let Ok(mut sent) = self.sent_at.lock() {
             let now = Instant::now();

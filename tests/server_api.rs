@@ -677,3 +677,90 @@ fn the_openapi_file_documents_exactly_the_routes() {
         }
     });
 }
+
+/// The value of the sample of `name` whose label set contains every `labels` pair.
+fn sample(exposition: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    exposition.lines().filter(|l| !l.starts_with('#')).find_map(|line| {
+        let (series, value) = line.rsplit_once(' ')?;
+        let (metric, rest) = series.split_once('{').unwrap_or((series, "}"));
+        if metric != name || !labels.iter().all(|(k, v)| rest.contains(&format!("{k}=\"{v}\""))) {
+            return None;
+        }
+        value.parse().ok()
+    })
+}
+
+fn http_get(url: &str) -> (u16, String) {
+    runtime().block_on(async {
+        let response = reqwest::get(url).await.expect("get");
+        (response.status().as_u16(), response.text().await.unwrap_or_default())
+    })
+}
+
+#[test]
+fn metrics_health_and_readiness_of_served_jobs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&dir.path().join("state"), &dir.path().join("server.log"));
+    let name = unique("metrics");
+    let topic = unique("metrics_in");
+    create_topic(&kafka_brokers(), &topic, 2).expect("topic");
+    let pts = points("m", 0..3);
+    produce_points(&topic, None, &pts, 2);
+    produce(&topic, vec![(0, b"not a protobuf".to_vec()), (1, b"\xff\xfe".to_vec())]);
+    let total = pts.len() as u64 + 2;
+    assert_eq!(http_get(&format!("{}/healthz", server.url)).0, 200);
+    runtime().block_on(server.client().submit(metric_job(&name, &topic, &name, dir.path(), ""))).expect("submit");
+    wait_durable(&server, &name, "postgres", total);
+    wait_for("ready", Duration::from_secs(30), || (http_get(&format!("{}/readyz", server.url)).0 == 200).then_some(()));
+
+    let (code, text) = http_get(&format!("{}/metrics", server.url));
+    assert_eq!(code, 200);
+    let job = [("job", name.as_str())];
+    let received: f64 = (0..2)
+        .map(|p| sample(&text, "observebridge_records_received_total", &[("job", &name), ("partition", &format!("kafka:{topic}/{p}")), ("signal", "metrics")]).unwrap_or_else(|| panic!("partition {p} missing:\n{text}")))
+        .sum();
+    assert_eq!(received as u64, total);
+    assert_eq!(sample(&text, "observebridge_records_decoded_total", &job), Some(pts.len() as f64), "{text}");
+    assert_eq!(sample(&text, "observebridge_decode_errors_total", &job), Some(2.0), "{text}");
+    let dead: f64 = text.lines().filter(|l| l.starts_with("observebridge_dead_letters_total{") && l.contains(&name)).filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok()).sum();
+    assert_eq!(dead, 2.0, "{text}");
+    assert_eq!(sample(&text, "observebridge_job_info", &[("job", &name), ("state", "running")]), Some(1.0));
+    assert!(sample(&text, "observebridge_sink_commits_total", &[("job", &name), ("sink", "postgres")]).is_some_and(|n| n >= 1.0), "{text}");
+    assert!(sample(&text, "observebridge_view_freshness_seconds", &[("job", &name), ("view", "metric_1m")]).is_some_and(|s| s >= 0.0), "{text}");
+    assert!(sample(&text, "observebridge_watermark_delay_seconds", &job).is_some(), "{text}");
+    assert!(sample(&text, "observebridge_view_state_records", &job).is_some(), "no state size:\n{text}");
+    runtime().block_on(server.client().stop(&name, true)).expect("stop");
+}
+
+#[test]
+fn run_serves_metrics_and_health_for_its_job() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let name = unique("runops");
+    let topic = unique("runops_in");
+    create_topic(&kafka_brokers(), &topic, 1).expect("topic");
+    let pts = points("o", 0..2);
+    produce_points(&topic, None, &pts, 1);
+    let spec = dir.path().join("job.yaml");
+    std::fs::write(&spec, metric_job(&name, &topic, &name, dir.path(), "")).expect("spec");
+    let log = dir.path().join("run.log");
+    let err = std::fs::File::create(&log).expect("log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_observebridge"))
+        .args(["run", spec.to_str().expect("utf-8"), "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(err)
+        .spawn()
+        .expect("run");
+    let url = wait_for("the metrics address", Duration::from_secs(60), || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        text.lines().find_map(|l| l.strip_prefix("metrics: ").and_then(|r| r.split_whitespace().next()).map(|u| u.trim_end_matches("/metrics").to_string()))
+    });
+    assert_eq!(http_get(&format!("{url}/healthz")).0, 200);
+    wait_for("the records on /metrics", Duration::from_secs(60), || {
+        let (_, text) = http_get(&format!("{url}/metrics"));
+        (sample(&text, "observebridge_records_received_total", &[("job", &name)]) == Some(pts.len() as f64)).then_some(())
+    });
+    wait_for("ready", Duration::from_secs(30), || (http_get(&format!("{url}/readyz")).0 == 200).then_some(()));
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "{}", std::fs::read_to_string(&log).unwrap_or_default());
+}

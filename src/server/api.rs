@@ -11,6 +11,7 @@
 //! | `DELETE /v1/jobs/{id}` | stop after the current frontier is durable (`?purge=true` also forgets it) |
 //! | `POST /v1/jobs/{id}/restart` | stop, then start again from the committed offsets |
 //! | `GET /healthz`, `GET /readyz` | alive; every job running with its sources caught up (no token needed) |
+//! | `GET /metrics` | every job's metrics in the Prometheus text format ([`crate::metrics`]; no token needed) |
 //!
 //! `/v1/*` needs `Authorization: Bearer <token>` when the server has tokens (401 otherwise).
 //! Errors are JSON: `{"error": "<message>", "problems": [{"path", "reason"}]?}`.
@@ -47,6 +48,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/jobs/{id}/restart"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
+    ("GET", "/metrics"),
 ];
 
 /// The API's routes over `jobs`; `tokens` empty = no authentication.
@@ -61,6 +63,7 @@ pub fn router(jobs: Arc<JobManager>, tokens: Vec<String>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .merge(v1)
         .fallback(not_found)
         .with_state(state)
@@ -177,6 +180,10 @@ async fn readyz(State(state): State<AppState>) -> Response {
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({ "status": "not ready", "problems": problems }))).into_response()
     }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], crate::metrics::render(state.jobs.metrics())).into_response()
 }
 
 async fn not_found() -> Response {

@@ -11,6 +11,7 @@
 //! - [`store`]: where specs are kept.
 
 pub mod api;
+pub mod ops;
 pub mod store;
 
 use std::collections::BTreeMap;
@@ -453,9 +454,17 @@ impl JobManager {
         self.lock().get(id).map(|e| e.stored.spec.clone()).ok_or_else(|| JobError::NotFound(id.to_string()))
     }
 
-    /// The stats of every job's current run (for `/metrics`).
-    pub fn stats(&self) -> Vec<(String, Arc<Stats>)> {
-        self.lock().iter().filter_map(|(id, e)| e.run.as_ref().map(|r| (id.clone(), Arc::clone(&r.stats)))).collect()
+    /// Every job's current run, for `/metrics`.
+    pub fn metrics(&self) -> Vec<crate::metrics::JobMetrics> {
+        let states: BTreeMap<String, JobState> = self.list().into_iter().map(|s| (s.id, s.state)).collect();
+        self.lock()
+            .iter()
+            .filter_map(|(id, e)| {
+                let run = e.run.as_ref()?;
+                let state = states.get(id).copied().unwrap_or(JobState::Stopped).as_str();
+                Some(crate::metrics::JobMetrics { job: id.clone(), state, stats: Arc::clone(&run.stats) })
+            })
+            .collect()
     }
 
     pub fn store_description(&self) -> String {
