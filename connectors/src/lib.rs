@@ -17,6 +17,7 @@
 //! Connectors know nothing of timely or of the views they carry: a source yields
 //! [`RawRecord`](source::RawRecord)s, a sink is handed Arrow batches with table names and keys.
 
+pub mod archive;
 pub mod dead_letter;
 pub mod files;
 pub mod generator;

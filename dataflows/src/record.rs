@@ -47,6 +47,10 @@ pub enum WireFormat {
     ///
     /// [`TextProfile`]: crate::decode::TextProfile
     Text,
+    /// One record of the raw archive, already decoded (a replay reads them back from the
+    /// archive's Parquet objects): the compact form of [`crate::decode::archived`]. Decoding it
+    /// yields the record the original decode produced, with the message's origin.
+    Archived,
 }
 
 /// Signal and wire format together: what a decoder needs to know about a message.

@@ -221,6 +221,9 @@ pub enum K8sDecodeError {
     Invalid(String),
     #[error("k8s watch event: unsupported kind {0:?} (followed: Deployment, StatefulSet, DaemonSet, ReplicaSet, ConfigMap, Secret, Pod, Service, Event)")]
     UnsupportedKind(String),
+    /// The archived event (a replay's input, already decoded and hashed) is damaged.
+    #[error("archived k8s event: {0}")]
+    Archived(super::archived::ArchivedError),
 }
 
 /// HMAC-SHA256 with the configured key, for values that must never leave the engine.
@@ -253,6 +256,14 @@ impl KeyedHasher {
 
 /// Decodes one watch event. Pushes at most one event; an error leaves `out` untouched.
 pub fn decode_k8s(msg: &RawMessage, cfg: &DecodeConfig, hasher: &KeyedHasher, out: &mut Vec<K8sEvent>, errors: &mut Vec<K8sDecodeError>) {
+    if msg.encoding.format == crate::record::WireFormat::Archived {
+        // A replay's input: decoded (and its secret values hashed) when it was archived.
+        match super::archived::decode_event(&msg.payload, msg.origin) {
+            Ok(event) => out.push(event),
+            Err(e) => errors.push(K8sDecodeError::Archived(e)),
+        }
+        return;
+    }
     match decode_one(&msg.payload, cfg, hasher, msg.origin) {
         Ok(event) => out.push(event),
         Err(e) => errors.push(e),

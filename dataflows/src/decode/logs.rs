@@ -66,6 +66,9 @@ pub enum LogDecodeError {
     /// The text line could not be read with its profile; nothing was decoded.
     #[error("text line: {0}")]
     Text(String),
+    /// The archived log record (a replay's input) is damaged; nothing was decoded.
+    #[error("archived log record: {0}")]
+    Archived(super::archived::ArchivedError),
     /// One OTLP log record (0-based index within the request, counted across all its resource
     /// and scope blocks) was refused; the others were decoded.
     #[error("log record {index}: {problem}")]
@@ -200,6 +203,10 @@ fn decode_message(
         WireFormat::Text => match text(msg) {
             Ok(record) => out.push(record),
             Err(e) => errors.push(LogDecodeError::Text(e)),
+        },
+        WireFormat::Archived => match super::archived::decode_log(&msg.payload, msg.origin) {
+            Ok(record) => out.push(record),
+            Err(e) => errors.push(LogDecodeError::Archived(e)),
         },
     }
 }

@@ -47,6 +47,9 @@ pub enum DecodeError {
     /// The JSON line is malformed or invalid; nothing was decoded.
     #[error("json line: {0}")]
     JsonLine(String),
+    /// The archived record (a replay's input) is damaged; nothing was decoded.
+    #[error("archived metric point: {0}")]
+    Archived(super::archived::ArchivedError),
     /// A whole metric was refused; the other metrics of the message were decoded.
     #[error("metric `{metric}`: {problem}")]
     Metric {
@@ -133,6 +136,10 @@ pub fn decode_metrics(
         WireFormat::Text => errors.push(DecodeError::JsonLine(
             "plain text is not a metrics format (use otlp_proto, otlp_json or json_lines)".to_owned(),
         )),
+        WireFormat::Archived => match super::archived::decode_point(&msg.payload, msg.origin) {
+            Ok(point) => out.push(point),
+            Err(e) => errors.push(DecodeError::Archived(e)),
+        },
     }
 }
 

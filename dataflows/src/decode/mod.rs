@@ -15,7 +15,12 @@
 //!   [`LogRecord`](crate::record::LogRecord)s.
 //! - [`k8s`]: Kubernetes watch events to [`K8sEvent`](k8s::K8sEvent)s, with every value that
 //!   may be secret replaced by a keyed hash.
+//! - [`archived`]: the raw archive's records as input ([`WireFormat::Archived`]): a compact,
+//!   exact form of an already decoded record, which every signal's decoder reads back, so a
+//!   replay runs the same dataflows over the archive.
 //! - `otlp_json_common`: what the three OTLP JSON readers share.
+//!
+//! [`WireFormat::Archived`]: crate::record::WireFormat::Archived
 //!
 //! # Example
 //! ```
@@ -34,6 +39,7 @@
 //! assert_eq!(points[0].series, "route=/pay");
 //! ```
 
+pub mod archived;
 pub mod k8s;
 pub mod logs;
 pub mod metrics;

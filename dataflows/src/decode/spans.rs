@@ -53,6 +53,9 @@ pub enum SpanDecodeError {
     /// The message's wire format cannot carry spans; nothing was decoded.
     #[error("spans: {} is not a spans format. Spans accept otlp_proto or otlp_json.", format_name(*.0))]
     UnsupportedFormat(WireFormat),
+    /// The archived span (a replay's input) is damaged; nothing was decoded.
+    #[error("archived span: {0}")]
+    Archived(super::archived::ArchivedError),
     /// One span (0-based index over all spans of the message, in order) was refused; the others
     /// were decoded.
     #[error("span {index} `{name}`: {problem}")]
@@ -69,6 +72,7 @@ fn format_name(format: WireFormat) -> &'static str {
         WireFormat::OtlpJson => "otlp_json",
         WireFormat::JsonLines => "json_lines",
         WireFormat::Text => "text",
+        WireFormat::Archived => "archived",
     }
 }
 
@@ -137,6 +141,10 @@ pub fn decode_spans(
         format @ (WireFormat::JsonLines | WireFormat::Text) => {
             errors.push(SpanDecodeError::UnsupportedFormat(format))
         }
+        WireFormat::Archived => match super::archived::decode_span(&msg.payload, msg.origin) {
+            Ok(span) => out.push(span),
+            Err(e) => errors.push(SpanDecodeError::Archived(e)),
+        },
     }
 }
 
