@@ -68,6 +68,9 @@ enum Command {
         /// Keep job specs in this Postgres database (table observebridge_jobs).
         #[arg(long, env = "OBSERVEBRIDGE_POSTGRES_URL", hide_env_values = true)]
         postgres_url: Option<String>,
+        /// The schema of the job table with --postgres-url.
+        #[arg(long, env = "OBSERVEBRIDGE_POSTGRES_SCHEMA", default_value = "public")]
+        postgres_schema: String,
         /// A bearer token the API accepts (repeat for several); none = no authentication.
         #[arg(long = "token", env = "OBSERVEBRIDGE_API_TOKENS", value_delimiter = ',', hide_env_values = true)]
         tokens: Vec<String>,
@@ -173,9 +176,9 @@ fn init_logging(json: bool) {
 fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Eval { what: EvalCommand::Loghub { dir } } => eval::run_loghub(&dir).map(|()| 0),
-        Command::Serve { listen, state_dir, postgres_url, tokens } => {
+        Command::Serve { listen, state_dir, postgres_url, postgres_schema, tokens } => {
             let tokens = tokens.into_iter().map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect();
-            observebridge::server::serve(observebridge::server::ServerConfig { listen, state_dir, postgres_url, tokens }).map(|()| 0)
+            observebridge::server::serve(observebridge::server::ServerConfig { listen, state_dir, postgres_url, postgres_schema, tokens }).map(|()| 0)
         }
         Command::Job { command } => job_command(command),
         Command::Run { job, workers, seed, report, listen } => {

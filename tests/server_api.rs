@@ -36,9 +36,14 @@ struct Server {
 
 impl Server {
     fn start(state: &Path, log: &Path) -> Server {
+        Server::start_with(state, log, &[])
+    }
+
+    fn start_with(state: &Path, log: &Path, extra: &[&str]) -> Server {
         let err = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("log file");
         let mut child = Command::new(env!("CARGO_BIN_EXE_observebridge"))
             .args(["serve", "--listen", "127.0.0.1:0", "--state-dir", state.to_str().expect("utf-8"), "--token", TOKEN])
+            .args(extra)
             .env("RUST_LOG", "info,observebridge=debug")
             .env_remove("OBSERVEBRIDGE_API_TOKENS")
             .stdout(Stdio::piped())
@@ -137,10 +142,14 @@ fn produce_points(topic: &str, tenant: Option<&str>, points: &[Point], partition
     produce(topic, messages);
 }
 
-/// Produces each (partition, payload).
+/// Produces each (partition, payload), in order within a partition (one producer per partition).
 fn produce(topic: &str, messages: Vec<(i32, Vec<u8>)>) {
+    let mut by_partition: BTreeMap<i32, Vec<(Option<Vec<u8>>, Vec<u8>)>> = BTreeMap::new();
     for (partition, payload) in messages {
-        produce_all(&kafka_brokers(), topic, &[(None, payload)], Some(partition)).expect("produce");
+        by_partition.entry(partition).or_default().push((None, payload));
+    }
+    for (partition, batch) in by_partition {
+        produce_all(&kafka_brokers(), topic, &batch, Some(partition)).expect("produce");
     }
 }
 
@@ -229,6 +238,13 @@ fn api_round_trip_submit_list_status_stop_with_the_cli() {
     for part in ["state", "running", "postgres", &format!("kafka:{topic}/0"), &format!("kafka:{topic}/1"), "watermark"] {
         assert!(out.contains(part), "`{part}` missing from status:\n{out}");
     }
+
+    // Restart: stopped after its frontier, started again from the committed offsets.
+    let (code, out, err) = server.cli(&["restart", &name]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("restarted"), "{out}");
+    let s = wait_durable(&server, &name, "postgres", pts.len() as u64);
+    assert_eq!(s.state, JobState::Running);
 
     // A second submit of the same name: 409, exit code 4.
     let (code, _, err) = server.cli(&["submit", spec.to_str().expect("utf-8")]);
@@ -763,4 +779,42 @@ fn run_serves_metrics_and_health_for_its_job() {
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
     let status = child.wait().expect("wait");
     assert!(status.success(), "{}", std::fs::read_to_string(&log).unwrap_or_default());
+}
+
+#[test]
+fn jobs_kept_in_postgres_survive_a_server_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store_schema = unique("jobstore");
+    let extra = ["--postgres-url", &pg_url(), "--postgres-schema", &store_schema];
+    let (running, stopped) = (unique("kept"), unique("stopped"));
+    let topic = unique("kept_in");
+    create_topic(&kafka_brokers(), &topic, 1).expect("topic");
+    let first = points("k", 0..2);
+    produce_points(&topic, None, &first, 1);
+
+    let server = Server::start_with(&dir.path().join("unused-state"), &dir.path().join("server.log"), &extra);
+    let client = server.client();
+    runtime().block_on(client.submit(metric_job(&running, &topic, &running, dir.path(), ""))).expect("submit");
+    runtime().block_on(client.submit(metric_job(&stopped, &topic, &stopped, dir.path(), ""))).expect("submit");
+    wait_durable(&server, &running, "postgres", first.len() as u64);
+    runtime().block_on(client.stop(&stopped, false)).expect("stop");
+    server.stop();
+    let stored: Vec<(String, bool)> = query(&store_schema, "observebridge_jobs", "SELECT id, running FROM {s}.observebridge_jobs ORDER BY id");
+    assert_eq!(stored.len(), 2, "{stored:?}");
+    assert!(!dir.path().join("unused-state").join("jobs").exists(), "the state dir is not used with a Postgres store");
+
+    let server = Server::start_with(&dir.path().join("unused-state"), &dir.path().join("server.log"), &extra);
+    assert_eq!(status(&server, &stopped).state, JobState::Stopped, "a stopped job stays stopped");
+    let more = points("k", 2..4);
+    produce_points(&topic, None, &more, 1);
+    let s = wait_durable(&server, &running, "postgres", (first.len() + more.len()) as u64);
+    assert_eq!(s.state, JobState::Running);
+    let all: Vec<Point> = first.iter().chain(&more).cloned().collect();
+    let rows = metric_rows(&running);
+    let expected = expected_metric_1m(&all, METRIC);
+    assert_eq!(rows.len(), expected.len());
+    for ((bucket, resource, series), row) in &expected {
+        assert_eq!(rows.get(&(*bucket, "default".to_string(), resource.clone(), series.clone())), Some(&(row.count as i64)));
+    }
+    runtime().block_on(server.client().stop(&running, true)).expect("stop");
 }

@@ -35,8 +35,10 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Where job specs are kept when there is no Postgres store.
     pub state_dir: PathBuf,
-    /// Keep job specs in this Postgres database instead of the state directory.
+    /// Keep job specs in this Postgres database instead of the state directory...
     pub postgres_url: Option<String>,
+    /// ... in this schema.
+    pub postgres_schema: String,
     /// Bearer tokens accepted by the API; empty = no authentication.
     pub tokens: Vec<String>,
 }
@@ -496,7 +498,7 @@ pub fn serve(config: ServerConfig) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().context("starting the server runtime")?;
     rt.block_on(async move {
         let store: Box<dyn JobStore> = match &config.postgres_url {
-            Some(url) => Box::new(store::PgStore::connect(url).await?),
+            Some(url) => Box::new(store::PgStore::connect(url, &config.postgres_schema).await?),
             None => Box::new(store::FileStore::open(&config.state_dir)?),
         };
         let manager = Arc::new(JobManager::new(store));

@@ -92,38 +92,49 @@ impl JobStore for FileStore {
     }
 }
 
-/// The table `observebridge_jobs` in the server's Postgres database (created when missing).
+/// The table `<schema>.observebridge_jobs` in the server's Postgres database (schema and table
+/// created when missing).
 pub struct PgStore {
     pool: sqlx::PgPool,
+    /// `"<schema>".observebridge_jobs`, quoted.
+    table: String,
 }
 
 impl PgStore {
-    pub async fn connect(url: &str) -> Result<Self> {
+    pub async fn connect(url: &str, schema: &str) -> Result<Self> {
+        if schema.is_empty() || !schema.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            anyhow::bail!("postgres schema `{schema}`: use letters, digits and `_`");
+        }
+        let table = format!("\"{schema}\".observebridge_jobs");
         let pool = sqlx::postgres::PgPoolOptions::new()
             .max_connections(2)
             .acquire_timeout(std::time::Duration::from_secs(30))
             .connect(url)
             .await
             .context("connecting to the job store's Postgres")?;
-        sqlx::query(
-            "CREATE TABLE IF NOT EXISTS observebridge_jobs (
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"")))
+            .execute(&pool)
+            .await
+            .with_context(|| format!("creating schema {schema}"))?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "CREATE TABLE IF NOT EXISTS {table} (
                 id text PRIMARY KEY,
                 spec text NOT NULL,
                 running boolean NOT NULL,
                 submitted_at_ms bigint NOT NULL,
-                updated_at timestamptz NOT NULL DEFAULT now())",
-        )
+                updated_at timestamptz NOT NULL DEFAULT now())"
+        )))
         .execute(&pool)
         .await
-        .context("creating table observebridge_jobs")?;
-        Ok(Self { pool })
+        .with_context(|| format!("creating table {table}"))?;
+        Ok(Self { pool, table })
     }
 }
 
 #[async_trait::async_trait]
 impl JobStore for PgStore {
     async fn load(&self) -> Result<Vec<StoredJob>> {
-        let rows: Vec<(String, String, bool, i64)> = sqlx::query_as("SELECT id, spec, running, submitted_at_ms FROM observebridge_jobs ORDER BY id")
+        let rows: Vec<(String, String, bool, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT id, spec, running, submitted_at_ms FROM {} ORDER BY id", self.table)))
             .fetch_all(&self.pool)
             .await
             .context("reading observebridge_jobs")?;
@@ -131,11 +142,12 @@ impl JobStore for PgStore {
     }
 
     async fn put(&self, job: &StoredJob) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO observebridge_jobs (id, spec, running, submitted_at_ms) VALUES ($1, $2, $3, $4)
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO {} (id, spec, running, submitted_at_ms) VALUES ($1, $2, $3, $4)
              ON CONFLICT (id) DO UPDATE SET spec = EXCLUDED.spec, running = EXCLUDED.running,
                submitted_at_ms = EXCLUDED.submitted_at_ms, updated_at = now()",
-        )
+            self.table
+        )))
         .bind(&job.id)
         .bind(&job.spec)
         .bind(job.running)
@@ -147,11 +159,11 @@ impl JobStore for PgStore {
     }
 
     async fn remove(&self, id: &str) -> Result<()> {
-        sqlx::query("DELETE FROM observebridge_jobs WHERE id = $1").bind(id).execute(&self.pool).await.with_context(|| format!("removing job {id}"))?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {} WHERE id = $1", self.table))).bind(id).execute(&self.pool).await.with_context(|| format!("removing job {id}"))?;
         Ok(())
     }
 
     fn describe(&self) -> String {
-        "table observebridge_jobs in Postgres".to_string()
+        format!("table {} in Postgres", self.table)
     }
 }
