@@ -5,8 +5,10 @@
 //! - [`sink`]: what sinks are handed: [`TableChanges`](sink::TableChanges) (upserts and deletes of
 //!   one frontier), [`FinalWindow`](sink::FinalWindow) (the rows of a window that can no longer
 //!   change) and the [`Frontier`](sink::Frontier) they belong to.
-//! - [`kafka`]: Kafka source (assigned partitions, committed offsets with restart metadata) and
-//!   the Kafka dead-letter producer.
+//! - [`kafka`]: Kafka source (assigned partitions, committed offsets with restart metadata), the
+//!   Kafka dead-letter producer and the view changelog sink.
+//! - [`archive`]: reading a time window back from object storage (the raw archive, or the
+//!   OpenTelemetry Collector S3 exporter's files) as a bounded source, for replay.
 //! - [`files`]: JSON-lines file source and the JSON-lines dead-letter file.
 //! - [`generator`]: the embedded demo estate, deterministic for a seed.
 //! - [`postgres`]: the Postgres sink (migrations, one transaction per frontier, retries).

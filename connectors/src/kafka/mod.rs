@@ -1,5 +1,5 @@
-//! Kafka: the source (assigned partitions, commits with restart metadata) and the dead-letter
-//! producer.
+//! Kafka: the source (assigned partitions, commits with restart metadata), the dead-letter
+//! producer, and the view sink (one changelog topic per view).
 //!
 //! The source does not join a consumer group. It reads the metadata of its topics and assigns
 //! itself their partitions, like Flink's Kafka source; the group only stores commits. Each commit
@@ -20,6 +20,9 @@
 //! - `admin`: [`create_topic`] and [`produce_all`], for tests and tools.
 //! - `context`: librdkafka logs to `tracing`; delivery reports of produced batches.
 //! - `producer`: produce a batch and wait for every acknowledgement.
+//! - `view_sink`: [`KafkaViewSink`]: per view a compacted topic (key = primary key JSON, value =
+//!   row JSON, tombstone on delete), a progress marker per job, transactional where the broker
+//!   can be.
 
 mod admin;
 mod checkpoint;
