@@ -492,7 +492,8 @@ impl JobSpec {
             }
             let bucket = self.views.service_call_5m.as_ref().map_or(300_000, |s| s.window.as_millis());
             for (name, d) in [("before", c.before), ("after", c.after), ("baseline", c.baseline)] {
-                if d.as_millis() == 0 || d.as_millis() % bucket != 0 {
+                // A zero window is reported under views.service_call_5m.window; no multiple of it.
+                if bucket > 0 && (d.as_millis() == 0 || d.as_millis() % bucket != 0) {
                     problem(at(name), format!("must be a positive multiple of the service_call_5m window ({}s)", bucket / 1000));
                 }
             }
@@ -586,6 +587,15 @@ mod tests {
             Err(SpecError::Invalid { problems, .. }) => problems,
             Err(e) => panic!("{e}"),
         }
+    }
+
+    /// Found by the job_spec fuzz target (fuzz/artifacts/job_spec/crash-service-call-window-zero.yaml):
+    /// a zero service_call_5m window with change_correlation divided by zero in validate().
+    #[test]
+    fn zero_call_window_with_correlation_is_refused_not_a_panic() {
+        let yaml = include_str!("../fuzz/artifacts/job_spec/crash-service-call-window-zero.yaml");
+        let found = problems(yaml);
+        assert!(found.iter().any(|p| p.path == "views.service_call_5m.window"), "{found:?}");
     }
 
     fn assert_refused(yaml: &str, path: &str, reason_part: &str) {
