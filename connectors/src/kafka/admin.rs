@@ -36,11 +36,12 @@ pub fn produce_all(
     let producer = idempotent_producer(&format!("produce:{topic}"), brokers, &properties)
         .map_err(|e| error(format!("cannot create the producer: {e}")))?;
     let outgoing = messages.iter().map(|(key, value)| Outgoing {
+        topic,
         key: key.as_deref(),
-        payload: value,
+        payload: Some(value),
         partition,
     });
-    send_and_wait(&producer, topic, outgoing).map_err(error)
+    send_and_wait(&producer, outgoing).map_err(|failure| error(failure.to_string()))
 }
 
 /// Creates `topic` with `partitions` partitions and the broker's default replication, and waits
@@ -70,16 +71,18 @@ pub fn create_topic(brokers: &str, topic: &str, partitions: i32) -> Result<(), S
         }
     }
     // Creation is acknowledged by the controller; wait until metadata shows the partitions.
-    let deadline = Instant::now() + ADMIN_TIMEOUT;
+    wait_for_topic(&admin, topic, ADMIN_TIMEOUT).map_err(error)
+}
+
+/// Waits until `topic`'s metadata shows it without error and with partitions (creation is
+/// acknowledged by the controller before every broker knows the topic).
+pub(crate) fn wait_for_topic(admin: &AdminClient<LogContext>, topic: &str, timeout: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
     loop {
         let metadata = admin
             .inner()
-            .fetch_metadata(Some(topic), ADMIN_TIMEOUT)
-            .map_err(|e| {
-                error(format!(
-                    "cannot fetch the metadata of the created topic: {e}"
-                ))
-            })?;
+            .fetch_metadata(Some(topic), timeout)
+            .map_err(|e| format!("cannot fetch the metadata of the created topic: {e}"))?;
         let ready = metadata
             .topics()
             .iter()
@@ -88,9 +91,7 @@ pub fn create_topic(brokers: &str, topic: &str, partitions: i32) -> Result<(), S
             return Ok(());
         }
         if Instant::now() >= deadline {
-            return Err(error(
-                "the created topic did not show in metadata within 30s".to_owned(),
-            ));
+            return Err(format!("the created topic did not show in metadata within {timeout:?}"));
         }
         std::thread::sleep(Duration::from_millis(100));
     }

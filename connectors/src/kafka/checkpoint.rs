@@ -189,11 +189,12 @@ impl Checkpoints {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| format!("cannot encode a checkpoint: {e}"))?;
         let messages = encoded.iter().map(|(key, value)| Outgoing {
+            topic: &self.topic,
             key: Some(key.as_bytes()),
-            payload: value,
+            payload: Some(value),
             partition: Some(0),
         });
-        send_and_wait(&self.producer, &self.topic, messages)
+        send_and_wait(&self.producer, messages)
             .map_err(|e| format!("cannot write checkpoint topic {}: {e}", self.topic))
     }
 }

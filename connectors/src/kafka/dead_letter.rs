@@ -83,15 +83,14 @@ impl DeadLetterSink for KafkaDeadLetterSink {
                 message: format!("cannot encode a dead letter: {e}"),
             })?;
         let messages = records.iter().zip(&values).map(|(record, value)| Outgoing {
+            topic: &self.topic,
             key: Some(record.source.as_bytes()),
-            payload: value,
+            payload: Some(value),
             partition: None,
         });
-        send_and_wait(&self.producer, &self.topic, messages).map_err(|message| {
-            DeadLetterError::Kafka {
-                topic: self.topic.clone(),
-                message,
-            }
+        send_and_wait(&self.producer, messages).map_err(|failure| DeadLetterError::Kafka {
+            topic: self.topic.clone(),
+            message: failure.to_string(),
         })?;
         tracing::debug!(
             topic = self.topic.as_str(),

@@ -107,14 +107,14 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::util::Timeout;
+use rdkafka::producer::{BaseProducer, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
 use super::config::{ConfigError, is_secret_property};
 use super::context::{DeliveryContext, LogContext};
-use super::producer::idempotent_producer;
+use super::admin::wait_for_topic;
+use super::producer::{self, SendFailure, idempotent_producer};
 use crate::retry::RetryConfig;
 use crate::sink::{Frontier, TableChanges};
 
@@ -1302,12 +1302,12 @@ impl KafkaViewSink {
             .map_err(kafka)?;
         self.producer.begin_transaction().map_err(kafka)?;
         let key = format!("{}/delivery-probe", self.job);
-        let probe = [(
-            self.progress_topic.as_str(),
-            Some(PROGRESS_PARTITION),
-            key.as_bytes(),
-            None,
-        )];
+        let probe = [producer::Outgoing {
+            topic: self.progress_topic.as_str(),
+            partition: Some(PROGRESS_PARTITION),
+            key: Some(key.as_bytes()),
+            payload: None,
+        }];
         if let Err((message, _)) = send_all(&self.producer, probe.into_iter()) {
             let _ = self.producer.abort_transaction(CONNECT_TIMEOUT);
             let unsupported = NO_TRANSACTION_CODES
@@ -1618,25 +1618,23 @@ impl KafkaViewSink {
         &'s self,
         staged: &'s Staged,
         with_marker: bool,
-    ) -> impl Iterator<Item = Record<'s>> + 's {
-        let data = staged.messages.iter().map(|m| {
-            (
-                staged.topics[m.topic].as_str(),
-                None,
-                m.key.as_slice(),
-                m.payload.as_deref(),
-            )
+    ) -> impl Iterator<Item = producer::Outgoing<'s>> + 's {
+        let data = staged.messages.iter().map(|m| producer::Outgoing {
+            topic: staged.topics[m.topic].as_str(),
+            partition: None,
+            key: Some(m.key.as_slice()),
+            payload: m.payload.as_deref(),
         });
         data.chain(with_marker.then(|| self.marker_record(staged)))
     }
 
-    fn marker_record<'s>(&'s self, staged: &'s Staged) -> Record<'s> {
-        (
-            self.progress_topic.as_str(),
-            Some(PROGRESS_PARTITION),
-            self.job.as_bytes(),
-            Some(staged.marker.as_slice()),
-        )
+    fn marker_record<'s>(&'s self, staged: &'s Staged) -> producer::Outgoing<'s> {
+        producer::Outgoing {
+            topic: self.progress_topic.as_str(),
+            partition: Some(PROGRESS_PARTITION),
+            key: Some(self.job.as_bytes()),
+            payload: Some(staged.marker.as_slice()),
+        }
     }
 
     /// One transaction: begin, every message and the marker, commit.
@@ -1883,78 +1881,21 @@ fn build_producer(
     idempotent_producer(&format!("view-sink:{job}"), &cfg.brokers, &properties)
 }
 
-/// One message for [`send_all`]: topic, a fixed partition (`None`: by key), key, payload
-/// (`None`: a tombstone).
-type Record<'m> = (&'m str, Option<i32>, &'m [u8], Option<&'m [u8]>);
-
-/// Sends `messages` and waits until the broker acknowledged every one. `Err((message,
-/// permanent))` describes the first failure. Messages already queued when a send fails are still
-/// flushed, so nothing is left in flight.
-///
-/// Not [`send_and_wait`](super::producer::send_and_wait): that one sends to one topic and
-/// cannot send a null payload, which a tombstone needs.
+/// [`producer::send_and_wait`], with the failure as `(message, permanent)`: permanent when the
+/// error code (a message that could not be queued) or the delivery report's text names one of
+/// [`PERMANENT_CODES`].
 fn send_all<'m>(
-    producer: &BaseProducer<DeliveryContext>,
-    messages: impl Iterator<Item = Record<'m>>,
+    client: &BaseProducer<DeliveryContext>,
+    messages: impl Iterator<Item = producer::Outgoing<'m>>,
 ) -> Result<(), (String, bool)> {
-    producer.context().reset();
-    let mut sent = 0usize;
-    let mut send_error = None;
-    'messages: for (topic, partition, key, payload) in messages {
-        loop {
-            let mut record: BaseRecord<'_, [u8], [u8], usize> =
-                BaseRecord::with_opaque_to(topic, sent).key(key);
-            if let Some(partition) = partition {
-                record = record.partition(partition);
-            }
-            if let Some(payload) = payload {
-                record = record.payload(payload);
-            }
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                    // The local queue is full: serve delivery reports to make room, then retry.
-                    producer.poll(Duration::from_millis(100));
-                }
-                Err((e, _)) => {
-                    let permanent = is_permanent_code(e.rdkafka_error_code());
-                    send_error = Some((
-                        format!("message {sent} to topic {topic} could not be queued: {e}"),
-                        permanent,
-                    ));
-                    break 'messages;
-                }
-            }
-        }
-        sent += 1;
-    }
-    // Delivery reports are bounded by `message.timeout.ms` (at most `transaction.timeout.ms`
-    // for a transactional producer), so waiting without a timeout of our own still ends.
-    let flushed = producer.flush(Timeout::Never);
-    let deliveries = producer.context().take();
-    if let Some(e) = send_error {
-        return Err(e);
-    }
-    if let Err(e) = flushed {
-        return Err((format!("flush failed: {e}"), false));
-    }
-    if let Some((index, error)) = deliveries.first_failure {
-        let permanent = is_permanent_report(&error);
-        return Err((
-            format!("message {index} of {sent} was not delivered: {error}"),
-            permanent,
-        ));
-    }
-    if deliveries.reported != sent {
-        return Err((
-            format!(
-                "only {} of {sent} messages reported delivered",
-                deliveries.reported
-            ),
-            false,
-        ));
-    }
-    Ok(())
+    producer::send_and_wait(client, messages).map_err(|failure| {
+        let permanent = match &failure {
+            SendFailure::Queue { error, .. } => is_permanent_code(error.rdkafka_error_code()),
+            SendFailure::Undelivered { error, .. } => is_permanent_report(error),
+            SendFailure::Flush(_) | SendFailure::Unreported { .. } => false,
+        };
+        (failure.to_string(), permanent)
+    })
 }
 
 /// Creates `topics` with `partitions` partitions, `cleanup.policy=compact` and the broker's
@@ -2032,35 +1973,8 @@ fn create_compacted_topics(
             }
         }
     }
-    let deadline = Instant::now() + ADMIN_TIMEOUT;
     for topic in topics {
-        loop {
-            let metadata = admin
-                .inner()
-                .fetch_metadata(Some(topic), ADMIN_TIMEOUT)
-                .map_err(|e| {
-                    error(
-                        topic,
-                        format!("cannot fetch the metadata of the created topic: {e}"),
-                        true,
-                    )
-                })?;
-            let ready = metadata
-                .topics()
-                .iter()
-                .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty());
-            if ready {
-                break;
-            }
-            if Instant::now() >= deadline {
-                return Err(error(
-                    topic,
-                    format!("the created topic did not show in metadata within {ADMIN_TIMEOUT:?}"),
-                    true,
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_for_topic(&admin, topic, ADMIN_TIMEOUT).map_err(|message| error(topic, message, true))?;
     }
     Ok(())
 }
