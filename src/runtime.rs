@@ -98,7 +98,7 @@ pub struct PartitionStatus {
 }
 
 /// The last frontier a sink made durable.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SinkProgress {
     pub epoch: u64,
     pub watermark_ms: Option<i64>,
@@ -118,26 +118,11 @@ pub struct SinkProgress {
     pub retries: u64,
 }
 
-impl SinkProgress {
-    fn empty() -> Self {
-        SinkProgress {
-            epoch: 0,
-            watermark_ms: None,
-            committed_at_ms: 0,
-            positions: serde_json::Value::Null,
-            commits: 0,
-            latency_ms_total: 0.0,
-            last_latency_ms: 0.0,
-            retries: 0,
-        }
-    }
-}
-
 impl Stats {
     /// Records a sink's durable frontier and how long making it durable took.
     fn sink_committed(&self, sink: &'static str, frontier: &Frontier, took: Duration) {
         if let Ok(mut sinks) = self.sinks.lock() {
-            let progress = sinks.entry(sink).or_insert_with(SinkProgress::empty);
+            let progress = sinks.entry(sink).or_default();
             progress.epoch = frontier.epoch;
             progress.watermark_ms = frontier.watermark_ms;
             progress.committed_at_ms = chrono::Utc::now().timestamp_millis();
@@ -152,7 +137,7 @@ impl Stats {
     fn sink_retry(&self, sink: &'static str) {
         self.sink_retries.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut sinks) = self.sinks.lock() {
-            sinks.entry(sink).or_insert_with(SinkProgress::empty).retries += 1;
+            sinks.entry(sink).or_default().retries += 1;
         }
     }
 
@@ -557,7 +542,7 @@ impl Driver<'_> {
                     let room = self.spec.epochs.max_records.saturating_sub(raw.len()).max(1);
                     let wait = deadline.saturating_duration_since(Instant::now()).min(Duration::from_millis(50)) / self.sources.len() as u32;
                     let poll = self.sources[s].poll(room.min(50_000), wait, &mut buffer).with_context(|| format!("source {}", self.spec.sources[s].name))?;
-                    for record in std::mem::take(&mut buffer) {
+                    for record in buffer.drain(..) {
                         let gid = self.partition_id(s, record.partition)?;
                         let state = &mut self.partitions[gid as usize];
                         if rebuilding && record.offset >= state.replay_until {
@@ -691,7 +676,7 @@ impl Driver<'_> {
                     partition: p.name.clone(),
                     position: p.next_offset,
                     lag: end.map(|e| e.saturating_sub(p.next_offset.unwrap_or(0))),
-                    signal: serde_json::to_value(p.encoding.signal).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
+                    signal: p.encoding.signal.name().to_string(),
                     records: p.records,
                 }
             })

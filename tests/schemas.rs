@@ -170,7 +170,7 @@ fn raw_locator_row_arrow_and_postgres_agree() {
 
 /// A raw archive record type agrees with `schemas/arrow/raw_<signal>.json`.
 fn check_archive<R: ArchiveRow>() {
-    let name = format!("raw_{}", raw_archive::signal_name(R::SIGNAL));
+    let name = format!("raw_{}", R::SIGNAL.name());
     let doc = check_arrow_file(&name, &R::schema());
     assert_eq!(doc["dataset"].as_str(), Some(raw_archive::dataset(R::SIGNAL)), "{name}");
 }

@@ -32,6 +32,18 @@ pub enum Signal {
     K8s,
 }
 
+impl Signal {
+    /// The signal's name, as in job specs, object keys and metrics labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            Signal::Metrics => "metrics",
+            Signal::Spans => "spans",
+            Signal::Logs => "logs",
+            Signal::K8s => "k8s",
+        }
+    }
+}
+
 /// How the bytes of a message are laid out.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

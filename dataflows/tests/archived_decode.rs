@@ -607,12 +607,9 @@ fn the_engine_over_archived_payloads_computes_the_live_rows() {
         assert_eq!(a, b, "final windows of {view}");
     }
     // The replay archived exactly the objects it read.
-    let archived: BTreeMap<(String, EventTime), RecordBatch> = objects.iter().map(|o| ((format!("raw/{}", signal_name(o.signal)), o.minute), o.rows.clone())).collect();
+    let archived: BTreeMap<(String, EventTime), RecordBatch> = objects.iter().map(|o| ((format!("raw/{}", o.signal.name()), o.minute), o.rows.clone())).collect();
     let rewritten: BTreeMap<(String, EventTime), RecordBatch> =
         replay_reports.iter().flat_map(|r| &r.finals).filter(|f| f.view.starts_with("raw/")).map(|f| ((f.view.to_string(), f.window_start), f.rows.clone())).collect();
     assert_eq!(rewritten, archived);
 }
 
-fn signal_name(signal: Signal) -> &'static str {
-    observebridge_dataflows::views::raw_archive::signal_name(signal)
-}

@@ -273,7 +273,7 @@ impl<'a> Reader<'a> {
         }
         let found = r.u8("the signal")?;
         if found != tag(signal) {
-            return Err(ArchivedError::Signal { expected: crate::views::raw_archive::signal_name(signal), found: tag_name(found) });
+            return Err(ArchivedError::Signal { expected: signal.name(), found: tag_name(found) });
         }
         Ok(r)
     }

@@ -140,16 +140,6 @@ impl Admissions {
     }
 }
 
-/// The signal's name in keys and datasets.
-pub fn signal_name(signal: Signal) -> &'static str {
-    match signal {
-        Signal::Metrics => "metrics",
-        Signal::Spans => "spans",
-        Signal::Logs => "logs",
-        Signal::K8s => "k8s",
-    }
-}
-
 /// The dataset of a signal's objects (`raw/<signal>`): the `view` of their final rows, and
 /// `raw_locator.dataset`.
 pub fn dataset(signal: Signal) -> &'static str {
@@ -167,7 +157,7 @@ pub fn dataset(signal: Signal) -> &'static str {
 /// The Parquet sink computes the same key for the final rows of view `raw/<signal>` (a test in
 /// `tests/schemas.rs` holds the two together); ids and `sample_ref`s are derived from it.
 pub fn object_key(signal: Signal, minute: EventTime) -> String {
-    let name = signal_name(signal);
+    let name = signal.name();
     let t = DateTime::<Utc>::from_timestamp_millis(minute).unwrap_or(if minute < 0 { DateTime::<Utc>::MIN_UTC } else { DateTime::<Utc>::MAX_UTC });
     format!("raw/{name}/date={}/hour={}/minute={}/{name}-{}.parquet", t.format("%Y-%m-%d"), t.format("%H"), t.format("%M"), t.format("%Y%m%dT%H%MZ"))
 }
@@ -827,7 +817,7 @@ impl RawArchive {
                         kind: "late".to_string(),
                         reason: format!(
                             "late {} record: event time {} is in minute [{}, {}), which the watermark {} has already made final; it is not archived",
-                            signal_name(signal),
+                            signal.name(),
                             fmt_ms(ts),
                             fmt_ms(window_start(ts, MINUTE_MS)),
                             fmt_ms(window_start(ts, MINUTE_MS) + MINUTE_MS),
@@ -891,7 +881,7 @@ pub fn encode(signal: Signal, records: Vec<ArchiveRecord>) -> Result<RecordBatch
 
 fn route(record: &ArchiveRecord) -> u64 {
     let mut h = Xxh3::new();
-    h.update(signal_name(record.signal()).as_bytes());
+    h.update(record.signal().name().as_bytes());
     h.update(&window_start(record.ts(), MINUTE_MS).to_le_bytes());
     h.digest()
 }
