@@ -208,10 +208,11 @@ fn run(cli: Cli) -> Result<i32> {
 
 /// `observebridge job ...`.
 fn job_command(command: JobCommand) -> Result<i32> {
-    use observebridge::client::{self, Client, ClientError};
-    let (server, call): (ServerArgs, Box<dyn FnOnce(Client) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(String, i32), ClientError>>>>>) = match command {
+    use observebridge::client::{self, Client};
+    use observebridge::server::JobState;
+    let server = match &command {
         JobCommand::Validate { job } => {
-            return match JobSpec::load(&job) {
+            return match JobSpec::load(job) {
                 Ok(spec) => {
                     println!("{}: valid job `{}` ({} source(s))", job.display(), spec.name, spec.sources.len());
                     Ok(0)
@@ -222,48 +223,42 @@ fn job_command(command: JobCommand) -> Result<i32> {
                 }
             };
         }
-        JobCommand::Submit { job, server } => {
-            let text = std::fs::read_to_string(&job).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", job.display()))?;
-            let json = server.json;
-            (server, Box::new(move |c: Client| Box::pin(async move {
-                let s = c.submit(text).await?;
-                Ok((if json { serde_json::to_string_pretty(&s).unwrap_or_default() } else { format!("submitted job `{}` ({})", s.id, s.state.as_str()) }, 0))
-            })))
-        }
-        JobCommand::List { server } => {
-            let json = server.json;
-            (server, Box::new(move |c: Client| Box::pin(async move {
-                let jobs = c.list().await?;
-                Ok((if json { serde_json::to_string_pretty(&jobs).unwrap_or_default() } else { client::format_list(&jobs).trim_end().to_string() }, 0))
-            })))
-        }
-        JobCommand::Status { id, server } => {
-            let json = server.json;
-            (server, Box::new(move |c: Client| Box::pin(async move {
-                let s = c.status(&id).await?;
-                let code = client::status_exit_code(s.state);
-                Ok((if json { serde_json::to_string_pretty(&s).unwrap_or_default() } else { client::format_status(&s).trim_end().to_string() }, code))
-            })))
-        }
-        JobCommand::Stop { id, purge, server } => {
-            let json = server.json;
-            (server, Box::new(move |c: Client| Box::pin(async move {
-                let s = c.stop(&id, purge).await?;
-                let what = if purge && s.state != observebridge::server::JobState::Stopping { "stopped and purged" } else { s.state.as_str() };
-                Ok((if json { serde_json::to_string_pretty(&s).unwrap_or_default() } else { format!("job `{}`: {what}", s.id) }, 0))
-            })))
-        }
-        JobCommand::Restart { id, server } => {
-            let json = server.json;
-            (server, Box::new(move |c: Client| Box::pin(async move {
-                let s = c.restart(&id).await?;
-                Ok((if json { serde_json::to_string_pretty(&s).unwrap_or_default() } else { format!("job `{}` restarted ({})", s.id, s.state.as_str()) }, 0))
-            })))
-        }
+        JobCommand::Submit { server, .. } | JobCommand::List { server } | JobCommand::Status { server, .. } | JobCommand::Stop { server, .. } | JobCommand::Restart { server, .. } => server,
+    };
+    let (json, client) = (server.json, Client::new(&server.url, server.token.clone())?);
+    // The spec is read before anything is sent: a missing file is not the server's answer.
+    let submitted = match &command {
+        JobCommand::Submit { job, .. } => Some(std::fs::read_to_string(job).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", job.display()))?),
+        _ => None,
     };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let client = Client::new(&server.url, server.token.clone())?;
-    match rt.block_on(call(client)) {
+    let answer = rt.block_on(async {
+        Ok::<_, client::ClientError>(match command {
+            JobCommand::Validate { .. } => unreachable!("answered above"),
+            JobCommand::Submit { .. } => {
+                let s = client.submit(submitted.unwrap_or_default()).await?;
+                (if json { pretty(&s) } else { format!("submitted job `{}` ({})", s.id, s.state.as_str()) }, 0)
+            }
+            JobCommand::List { .. } => {
+                let jobs = client.list().await?;
+                (if json { pretty(&jobs) } else { client::format_list(&jobs).trim_end().to_string() }, 0)
+            }
+            JobCommand::Status { id, .. } => {
+                let s = client.status(&id).await?;
+                (if json { pretty(&s) } else { client::format_status(&s).trim_end().to_string() }, client::status_exit_code(s.state))
+            }
+            JobCommand::Stop { id, purge, .. } => {
+                let s = client.stop(&id, purge).await?;
+                let what = if purge && s.state != JobState::Stopping { "stopped and purged" } else { s.state.as_str() };
+                (if json { pretty(&s) } else { format!("job `{}`: {what}", s.id) }, 0)
+            }
+            JobCommand::Restart { id, .. } => {
+                let s = client.restart(&id).await?;
+                (if json { pretty(&s) } else { format!("job `{}` restarted ({})", s.id, s.state.as_str()) }, 0)
+            }
+        })
+    });
+    match answer {
         Ok((out, code)) => {
             println!("{out}");
             Ok(code)
@@ -273,6 +268,11 @@ fn job_command(command: JobCommand) -> Result<i32> {
             Ok(e.exit_code())
         }
     }
+}
+
+/// The server's answer as pretty JSON (`--json`).
+fn pretty(value: &impl serde::Serialize) -> String {
+    serde_json::to_string_pretty(value).unwrap_or_default()
 }
 
 fn run_job(spec: JobSpec, embedded: bool, report: bool, listen: std::net::SocketAddr) -> Result<i32> {

@@ -818,3 +818,23 @@ fn jobs_kept_in_postgres_survive_a_server_restart() {
     }
     runtime().block_on(server.client().stop(&running, true)).expect("stop");
 }
+
+#[test]
+fn a_stored_spec_that_no_longer_validates_is_listed_failed_and_not_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("rt");
+    rt.block_on(async {
+        let store = observebridge::server::store::FileStore::open(dir.path()).expect("store");
+        let stale = observebridge::server::store::StoredJob { id: "stale".into(), spec: spec_with(|s| s.replace("name: refused", "name: stale").replace("workers: 1", "workers: 0")), running: true, submitted_at_ms: 0 };
+        observebridge::server::store::JobStore::put(&store, &stale).await.expect("put");
+        let manager = JobManager::new(Box::new(observebridge::server::store::FileStore::open(dir.path()).expect("store")));
+        assert_eq!(manager.restore().await.expect("restore"), 0, "an invalid stored spec is not started");
+        let status = manager.status("stale").expect("listed");
+        assert_eq!(status.state, JobState::Failed);
+        assert!(status.reason.as_deref().is_some_and(|r| r.contains("workers")), "{:?}", status.reason);
+        match manager.restart("stale", Duration::from_secs(1)).await {
+            Err(observebridge::server::JobError::Invalid(problems)) => assert!(problems.iter().any(|p| p.path == "workers"), "{problems:?}"),
+            other => panic!("restart of an invalid stored spec: {other:?}"),
+        }
+    });
+}

@@ -135,7 +135,8 @@ struct Run {
 
 struct JobEntry {
     stored: StoredJob,
-    spec: JobSpec,
+    /// `None` for a stored spec that no longer validates (it is listed as failed, not run).
+    spec: Option<JobSpec>,
     run: Option<Run>,
 }
 
@@ -160,16 +161,14 @@ impl JobManager {
                 Ok(spec) => spec,
                 Err(e) => {
                     tracing::error!(job = %job.id, error = %e, "stored job spec is invalid; not started");
-                    let mut jobs = self.lock();
-                    let spec = placeholder_spec(&job.id);
                     let run = failed_run(format!("{e}"));
-                    jobs.insert(job.id.clone(), JobEntry { stored: job, spec, run: Some(run) });
+                    self.lock().insert(job.id.clone(), JobEntry { stored: job, spec: None, run: Some(run) });
                     continue;
                 }
             };
             let running = job.running;
             let id = job.id.clone();
-            self.lock().insert(id.clone(), JobEntry { stored: job, spec, run: None });
+            self.lock().insert(id.clone(), JobEntry { stored: job, spec: Some(spec), run: None });
             if running {
                 self.start(&id)?;
                 started += 1;
@@ -197,7 +196,7 @@ impl JobManager {
                 return Err(JobError::Exists(id));
             }
             // Reserve the name while the spec is stored.
-            jobs.insert(id.clone(), JobEntry { stored: stored.clone(), spec, run: None });
+            jobs.insert(id.clone(), JobEntry { stored: stored.clone(), spec: Some(spec), run: None });
         }
         if let Err(e) = self.store.put(&stored).await {
             self.lock().remove(&id);
@@ -212,7 +211,7 @@ impl JobManager {
     fn start(&self, id: &str) -> Result<()> {
         let mut jobs = self.lock();
         let entry = jobs.get_mut(id).with_context(|| format!("no job {id}"))?;
-        let spec = entry.spec.clone();
+        let spec = entry.spec.clone().with_context(|| format!("job {id} has no valid spec"))?;
         let stop = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(Stats::default());
         let outcome: Arc<Mutex<Option<Result<String, String>>>> = Arc::default();
@@ -313,7 +312,7 @@ impl JobManager {
             // The stored text is the truth (a job restored from a spec that no longer parses
             // runs nothing until it is fixed and resubmitted).
             entry.spec = match JobSpec::parse(&entry.stored.spec, &format!("stored job {id}")) {
-                Ok(spec) => spec,
+                Ok(spec) => Some(spec),
                 Err(SpecError::Invalid { problems, .. }) => return Err(JobError::Invalid(problems)),
                 Err(e) => return Err(JobError::Internal(e.into())),
             };
@@ -390,7 +389,7 @@ impl JobManager {
             submitted_at,
             started_at: None,
             stopped_at: None,
-            workers: entry.spec.workers,
+            workers: entry.spec.as_ref().map_or(0, |s| s.workers),
             watermark: None,
             watermark_ms: None,
             records_in: 0,
@@ -440,7 +439,7 @@ impl JobManager {
             rate.2
         };
         let partitions = stats.partitions.lock().map(|p| p.clone()).unwrap_or_default();
-        for source in &entry.spec.sources {
+        for source in entry.spec.iter().flat_map(|s| &s.sources) {
             let mine: Vec<PartitionStatus> = partitions.iter().filter(|p| p.source == source.name).cloned().collect();
             let lags: Vec<u64> = mine.iter().filter_map(|p| p.lag).collect();
             let lag = if lags.is_empty() { None } else { Some(lags.iter().sum()) };
@@ -472,12 +471,6 @@ impl JobManager {
     pub fn store_description(&self) -> String {
         self.store.describe()
     }
-}
-
-/// A stand-in spec for a stored job whose spec no longer parses (it is listed, not run).
-fn placeholder_spec(id: &str) -> JobSpec {
-    let text = format!("name: {id}\nsources: [{{ name: none, generator: {{}} }}]\nviews: {{ metric_1m: {{}} }}\n");
-    JobSpec::parse(&text, "placeholder").unwrap_or_else(|_| JobSpec::parse(crate::job::DEFAULT_JOB, "default").expect("the embedded default parses"))
 }
 
 fn failed_run(reason: String) -> Run {
