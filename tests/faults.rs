@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use common::*;
 use observebridge_connectors::dead_letter::DeadLetterRecord;
-use observebridge_connectors::kafka::{create_topic, produce_all};
+use observebridge_connectors::kafka::create_topic;
 use rand::{Rng, SeedableRng};
 
 const METRIC: &str = "jvm.threads";
@@ -55,50 +55,13 @@ fn malformed_records_mixed_into_valid_load() {
 
     let topic = unique("faults_malformed");
     create_topic(&kafka_brokers(), &topic, 3).expect("topic");
-    create_topic(&kafka_brokers(), &format!("{topic}_checkpoints"), 1).expect("checkpoint topic");
-    for partition in 0..3 {
-        let batch: Vec<(Option<Vec<u8>>, Vec<u8>)> = messages.iter().filter(|m| m.0 == partition).map(|m| (None, m.1.clone())).collect();
-        produce_all(&kafka_brokers(), &topic, &batch, Some(partition)).expect("produce");
-    }
+    produce(&topic, messages.iter().map(|(partition, payload, _)| (*partition, payload.clone())).collect());
     let dir = tempfile::tempdir().expect("tempdir");
     let schema = unique("faults");
     let dead = dir.path().join("dead.jsonl");
     let job = dir.path().join("job.yaml");
-    std::fs::write(
-        &job,
-        format!(
-            r#"
-name: {schema}
-workers: 2
-lateness: 15m
-idle_timeout: 2s
-sql: {{ enabled: false }}
-sources:
-  - name: otlp
-    signal: metrics
-    format: otlp_proto
-    kafka:
-      brokers: {brokers}
-      topics: [{topic}]
-      group_id: {schema}
-      start: earliest
-      checkpoint_topic: {topic}_checkpoints
-views:
-  metric_1m: {{}}
-sinks:
-  postgres:
-    url: {pg}
-    schema: {schema}
-dead_letter:
-  file:
-    path: {dead}
-"#,
-            brokers = kafka_brokers(),
-            pg = pg_url(),
-            dead = dead.display(),
-        ),
-    )
-    .expect("job");
+    let spec = kafka_metric_job(&MetricJob { name: &schema, topic: &topic, schema: &schema, workers: 2, lateness: "15m", extra_sinks: "", dead_letters: &dead });
+    std::fs::write(&job, spec).expect("job");
     let mut engine = Engine::start(&job, &dir.path().join("engine.log"));
     let expected = expected_metric_1m(&points, METRIC);
     let rows = wait_for("every valid point in metric_1m", Duration::from_secs(180), || {

@@ -16,7 +16,7 @@ use common::spans::{kv, message_for, S};
 use common::*;
 use observebridge::client::{Client, ClientError};
 use observebridge::server::{JobManager, JobState, JobStatus};
-use observebridge_connectors::kafka::{create_topic, produce_all};
+use observebridge_connectors::kafka::create_topic;
 use opentelemetry_proto::tonic::trace::v1::span;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
@@ -142,53 +142,8 @@ fn produce_points(topic: &str, tenant: Option<&str>, points: &[Point], partition
     produce(topic, messages);
 }
 
-/// Produces each (partition, payload), in order within a partition (one producer per partition).
-fn produce(topic: &str, messages: Vec<(i32, Vec<u8>)>) {
-    let mut by_partition: BTreeMap<i32, Vec<(Option<Vec<u8>>, Vec<u8>)>> = BTreeMap::new();
-    for (partition, payload) in messages {
-        by_partition.entry(partition).or_default().push((None, payload));
-    }
-    for (partition, batch) in by_partition {
-        produce_all(&kafka_brokers(), topic, &batch, Some(partition)).expect("produce");
-    }
-}
-
 fn metric_job(name: &str, topic: &str, schema: &str, dir: &Path, extra_sinks: &str) -> String {
-    create_topic(&kafka_brokers(), &format!("{topic}_checkpoints"), 1).expect("checkpoint topic");
-    format!(
-        r#"
-name: {name}
-workers: 1
-lateness: 30s
-idle_timeout: 2s
-epochs:
-  interval: 100ms
-sql: {{ enabled: false }}
-sources:
-  - name: otlp
-    signal: metrics
-    format: otlp_proto
-    kafka:
-      brokers: {brokers}
-      topics: [{topic}]
-      group_id: {name}
-      start: earliest
-      checkpoint_topic: {topic}_checkpoints
-views:
-  metric_1m: {{}}
-sinks:
-  postgres:
-    url: {pg}
-    schema: {schema}
-{extra_sinks}
-dead_letter:
-  file:
-    path: {dead}
-"#,
-        brokers = kafka_brokers(),
-        pg = pg_url(),
-        dead = dir.join(format!("{name}-dead.jsonl")).display(),
-    )
+    kafka_metric_job(&MetricJob { name, topic, schema, workers: 1, lateness: "30s", extra_sinks, dead_letters: &dir.join(format!("{name}-dead.jsonl")) })
 }
 
 /// metric_1m rows of a schema: (bucket ms, tenant, resource, series) -> count.

@@ -195,3 +195,67 @@ where
         sqlx::query_as(sqlx::AssertSqlSafe(sql.replace("{s}", &format!("\"{schema}\"")))).fetch_all(&pool).await.expect("select")
     })
 }
+
+/// Produces each (partition, payload), in order within a partition (one producer per partition).
+pub fn produce(topic: &str, messages: Vec<(i32, Vec<u8>)>) {
+    let mut by_partition: BTreeMap<i32, Vec<(Option<Vec<u8>>, Vec<u8>)>> = BTreeMap::new();
+    for (partition, payload) in messages {
+        by_partition.entry(partition).or_default().push((None, payload));
+    }
+    for (partition, batch) in by_partition {
+        observebridge_connectors::kafka::produce_all(&kafka_brokers(), topic, &batch, Some(partition)).expect("produce");
+    }
+}
+
+/// A job reading OTLP metrics from a Kafka topic into metric_1m in Postgres (schema `schema`),
+/// dead letters to a file, SQL off; `extra_sinks` is YAML indented under `sinks:`.
+pub struct MetricJob<'a> {
+    pub name: &'a str,
+    pub topic: &'a str,
+    pub schema: &'a str,
+    pub workers: usize,
+    pub lateness: &'a str,
+    pub extra_sinks: &'a str,
+    pub dead_letters: &'a Path,
+}
+
+/// The spec of a [`MetricJob`]; creates the source's checkpoint topic (tansu drops commit
+/// metadata).
+pub fn kafka_metric_job(job: &MetricJob<'_>) -> String {
+    let MetricJob { name, topic, schema, workers, lateness, extra_sinks, dead_letters } = job;
+    observebridge_connectors::kafka::create_topic(&kafka_brokers(), &format!("{topic}_checkpoints"), 1).expect("checkpoint topic");
+    format!(
+        r#"
+name: {name}
+workers: {workers}
+lateness: {lateness}
+idle_timeout: 2s
+epochs:
+  interval: 100ms
+sql: {{ enabled: false }}
+sources:
+  - name: otlp
+    signal: metrics
+    format: otlp_proto
+    kafka:
+      brokers: {brokers}
+      topics: [{topic}]
+      group_id: {name}
+      start: earliest
+      checkpoint_topic: {topic}_checkpoints
+views:
+  metric_1m: {{}}
+sinks:
+  postgres:
+    url: {pg}
+    schema: {schema}
+{extra_sinks}
+dead_letter:
+  file:
+    path: {dead}
+"#,
+        brokers = kafka_brokers(),
+        pg = pg_url(),
+        dead = dead_letters.display(),
+    )
+}
