@@ -6,12 +6,11 @@
 //! replay reads them (minute by minute, one partition per signal) computes the same view rows as
 //! over the original messages.
 
+mod common;
+
 use std::collections::BTreeMap;
 
-use arrow::array::{Array, AsArray};
-use arrow::datatypes::TimestampMicrosecondType;
 use arrow::record_batch::RecordBatch;
-use arrow::util::display::array_value_to_string;
 use observebridge_dataflows::decode::archived;
 use observebridge_dataflows::decode::k8s::{decode_k8s, K8sEvent, KeyedHasher};
 use observebridge_dataflows::decode::{decode_logs, decode_metrics, decode_spans, DecodeConfig};
@@ -36,6 +35,8 @@ use opentelemetry_proto::tonic::trace::v1::{span, status, ResourceSpans, ScopeSp
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
+
+use common::table;
 
 const T0: EventTime = 1_800_000_000_000; // a 5-minute boundary
 const MIN: i64 = 60_000;
@@ -455,38 +456,6 @@ fn epochs(msgs: &[RawMessage], size: usize) -> Vec<EpochInput> {
 
 // ---------------------------------------------------------------------------------------------
 // Reading the reports.
-
-fn cell(batch: &RecordBatch, row: usize, column: &str) -> String {
-    let c = batch.column_by_name(column).unwrap_or_else(|| panic!("column {column}"));
-    if c.is_null(row) {
-        return String::new();
-    }
-    match c.data_type() {
-        arrow::datatypes::DataType::Timestamp(..) => c.as_primitive::<TimestampMicrosecondType>().value(row).to_string(),
-        _ => array_value_to_string(c, row).expect("cell"),
-    }
-}
-
-type Table = BTreeMap<Vec<String>, BTreeMap<String, String>>;
-
-/// A view's rows after every epoch's upserts and deletes: key cells -> column -> cell.
-fn table(reports: &[EpochReport], view: &str) -> Table {
-    let mut t = Table::new();
-    for r in reports {
-        for change in r.views.iter().filter(|v| v.view == view) {
-            for i in 0..change.deletes.num_rows() {
-                t.remove(&change.key_columns.iter().map(|k| cell(&change.deletes, i, k)).collect::<Vec<_>>());
-            }
-            let schema = change.upserts.schema();
-            for i in 0..change.upserts.num_rows() {
-                let key = change.key_columns.iter().map(|k| cell(&change.upserts, i, k)).collect();
-                let row = schema.fields().iter().map(|f| (f.name().clone(), cell(&change.upserts, i, f.name()))).collect();
-                t.insert(key, row);
-            }
-        }
-    }
-    t
-}
 
 /// The rows of the final windows of a view (or the archive objects of `raw/<signal>`).
 fn finals(reports: &[EpochReport], view: &str) -> BTreeMap<EventTime, RecordBatch> {

@@ -5,12 +5,11 @@
 //! once, when final; `raw_locator` names every object; every `sample_ref` resolves to a record
 //! of its row; no Secret value reaches an object; and the archive changes no other column.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 
-use arrow::array::{Array, AsArray};
 use arrow::record_batch::RecordBatch;
-use arrow::datatypes::TimestampMicrosecondType;
-use arrow::util::display::array_value_to_string;
 use observebridge_dataflows::decode::k8s::{decode_k8s, K8sEvent, KeyedHasher};
 use observebridge_dataflows::decode::{decode_logs, decode_metrics, decode_spans, DecodeConfig};
 use observebridge_dataflows::engine::{run_epochs, ChangesConfig, EngineConfig, EpochInput, EpochReport, MetaEvent, ServiceCallConfig};
@@ -30,6 +29,8 @@ use opentelemetry_proto::tonic::trace::v1::{span, status, ResourceSpans, ScopeSp
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
+
+use common::{cell, table};
 
 const T0: EventTime = 1_800_000_000_000; // a 5-minute boundary
 const MIN: i64 = 60_000;
@@ -312,36 +313,6 @@ fn objects(reports: &[EpochReport]) -> BTreeMap<(String, EventTime), (u64, Recor
 
 fn rows_only(objects: &BTreeMap<(String, EventTime), (u64, RecordBatch)>) -> BTreeMap<(String, EventTime), RecordBatch> {
     objects.iter().map(|(k, (_, b))| (k.clone(), b.clone())).collect()
-}
-
-fn cell(batch: &RecordBatch, row: usize, column: &str) -> String {
-    let c = batch.column_by_name(column).unwrap_or_else(|| panic!("column {column}"));
-    if c.is_null(row) {
-        return String::new();
-    }
-    match c.data_type() {
-        arrow::datatypes::DataType::Timestamp(..) => (c.as_primitive::<TimestampMicrosecondType>().value(row) / 1000).to_string(),
-        _ => array_value_to_string(c, row).expect("cell"),
-    }
-}
-
-/// A view's table after every epoch's upserts and deletes: key cells -> column name -> cell.
-fn table(reports: &[EpochReport], view: &str) -> BTreeMap<Vec<String>, BTreeMap<String, String>> {
-    let mut t = BTreeMap::new();
-    for r in reports {
-        for change in r.views.iter().filter(|v| v.view == view) {
-            for i in 0..change.deletes.num_rows() {
-                t.remove(&change.key_columns.iter().map(|k| cell(&change.deletes, i, k)).collect::<Vec<_>>());
-            }
-            let schema = change.upserts.schema();
-            for i in 0..change.upserts.num_rows() {
-                let key = change.key_columns.iter().map(|k| cell(&change.upserts, i, k)).collect();
-                let row = schema.fields().iter().map(|f| (f.name().clone(), cell(&change.upserts, i, f.name()))).collect();
-                t.insert(key, row);
-            }
-        }
-    }
-    t
 }
 
 /// The watermark after each epoch (the largest any report carried up to it).
