@@ -182,6 +182,11 @@ fn api_round_trip_submit_list_status_stop_with_the_cli() {
     assert_eq!(s.sources.len(), 1);
     assert_eq!(s.sources[0].partitions.len(), 2, "{:?}", s.sources);
     assert!(s.watermark_ms.is_some());
+    // Lag comes from librdkafka's statistics (every 5 s): caught up, every partition at 0.
+    wait_for("per-partition lag in the status", Duration::from_secs(30), || {
+        let s = status(&server, &name);
+        (s.sources[0].lag == Some(0) && s.sources[0].partitions.iter().all(|p| p.lag == Some(0))).then_some(())
+    });
 
     let (code, out, _) = server.cli(&["list"]);
     assert_eq!(code, 0);

@@ -133,6 +133,20 @@ struct Run {
     rate: Mutex<(Instant, u64, f64)>,
 }
 
+impl Run {
+    /// Where the run is: its outcome once it ended, else whether it was asked to stop or is
+    /// connected yet.
+    fn state(&self) -> JobState {
+        match &*self.outcome.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some(Ok(_)) => JobState::Stopped,
+            Some(Err(_)) => JobState::Failed,
+            None if self.stop.load(Ordering::Relaxed) => JobState::Stopping,
+            None if self.stats.running.load(Ordering::Relaxed) => JobState::Running,
+            None => JobState::Starting,
+        }
+    }
+}
+
 struct JobEntry {
     stored: StoredJob,
     /// `None` for a stored spec that no longer validates (it is listed as failed, not run).
@@ -404,13 +418,7 @@ impl JobManager {
         };
         let Some(run) = &entry.run else { return Ok(status) };
         let outcome = run.outcome.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        status.state = match &outcome {
-            Some(Ok(_)) => JobState::Stopped,
-            Some(Err(_)) => JobState::Failed,
-            None if run.stop.load(Ordering::Relaxed) => JobState::Stopping,
-            None if run.stats.running.load(Ordering::Relaxed) => JobState::Running,
-            None => JobState::Starting,
-        };
+        status.state = run.state();
         status.reason = match outcome {
             Some(Ok(why)) => Some(why),
             Some(Err(why)) => Some(why),
@@ -457,13 +465,11 @@ impl JobManager {
 
     /// Every job's current run, for `/metrics`.
     pub fn metrics(&self) -> Vec<crate::metrics::JobMetrics> {
-        let states: BTreeMap<String, JobState> = self.list().into_iter().map(|s| (s.id, s.state)).collect();
         self.lock()
             .iter()
             .filter_map(|(id, e)| {
                 let run = e.run.as_ref()?;
-                let state = states.get(id).copied().unwrap_or(JobState::Stopped).as_str();
-                Some(crate::metrics::JobMetrics { job: id.clone(), state, stats: Arc::clone(&run.stats) })
+                Some(crate::metrics::JobMetrics { job: id.clone(), state: run.state().as_str(), stats: Arc::clone(&run.stats) })
             })
             .collect()
     }
