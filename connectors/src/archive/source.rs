@@ -104,7 +104,9 @@ struct Current {
 /// - **Records**: a raw archive object gives one record per row, its payload made by the
 ///   [`RowEncoder`]; a Collector `.binpb` file one record (the whole request); a `.json` file
 ///   one record per JSON value in it (one request, or one per line when the exporter batched
-///   them). Whether a payload decodes is the decoder's to say.
+///   them). A `.gz` file (`compression: gzip`) is inflated first and then read as the file it
+///   holds; a gzip stream that is corrupt or cut short makes the object unreadable. Whether a
+///   payload decodes is the decoder's to say.
 /// - **Offsets**: `(index of the object in the listing << 32) | row`, strictly increasing per
 ///   partition; [`Listing::locate`] gives the object key and row back (evidence, dead letters).
 /// - **Errors**: a missing or unreadable object is an error naming its key; with
@@ -349,9 +351,7 @@ async fn fetch(store: &dyn ObjectStore, key: &str) -> Result<Bytes, String> {
 
 /// The records of one object.
 fn records(object: &ListedObject, bytes: Bytes, encoder: &RowEncoder) -> Result<Vec<Vec<u8>>, String> {
-    if object.gzip {
-        return Err("gzip-compressed (.gz) Collector files are not supported yet; run the exporter without `compression`".to_owned());
-    }
+    let bytes = if object.gzip { gunzip(&bytes, MAX_GUNZIPPED)? } else { bytes };
     match object.format {
         ArchiveFormat::Archived => {
             let reader = ParquetRecordBatchReaderBuilder::try_new(bytes).and_then(|b| b.build()).map_err(|e| format!("is not a readable Parquet object: {e}"))?;
@@ -369,6 +369,27 @@ fn records(object: &ListedObject, bytes: Bytes, encoder: &RowEncoder) -> Result<
         ArchiveFormat::OtlpProto => Ok(vec![bytes.to_vec()]),
         ArchiveFormat::OtlpJson => Ok(json_values(&bytes)),
     }
+}
+
+/// The most a `.gz` object may inflate to (a Collector file is a few MB at most; this keeps a
+/// corrupt or hostile object from exhausting memory, `prefetch` of them being held at once).
+const MAX_GUNZIPPED: u64 = 1 << 30;
+
+/// The content of a gzip-compressed Collector file (`compression: gzip`), every member of it as
+/// `gunzip` reads them. A stream that is not gzip, is cut short, fails its CRC or inflates past
+/// `limit` bytes is an error (the object is unreadable, reported with its key).
+pub(super) fn gunzip(compressed: &[u8], limit: u64) -> Result<Bytes, String> {
+    use std::io::Read as _;
+    if compressed.is_empty() {
+        return Err("is not a readable gzip stream (.gz): the object is empty".to_owned());
+    }
+    let mut out = Vec::with_capacity(compressed.len().saturating_mul(4).min(64 << 20));
+    let mut decoder = flate2::read::MultiGzDecoder::new(compressed).take(limit.saturating_add(1));
+    decoder.read_to_end(&mut out).map_err(|e| format!("is not a readable gzip stream (.gz): {e}"))?;
+    if out.len() as u64 > limit {
+        return Err(format!("inflates to more than {limit} bytes (.gz); refused"));
+    }
+    Ok(Bytes::from(out))
 }
 
 /// The JSON values of an `otlp_json` file: one request, or several (JSON lines). From a point
@@ -408,5 +429,43 @@ mod tests {
         let damaged = b"{\"a\":1}\n{\"b\":\n{\"c\":3}\n";
         assert_eq!(json_values(damaged), vec![b"{\"a\":1}".to_vec(), b"{\"b\":".to_vec(), b"{\"c\":3}".to_vec()]);
         assert!(json_values(b"  \n").is_empty());
+    }
+
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
+        use std::io::Write as _;
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        encoder.write_all(bytes).expect("compress");
+        encoder.finish().expect("compress")
+    }
+
+    #[test]
+    fn gzip_streams_inflate_or_are_refused() {
+        let text = b"{\"resourceLogs\":[]}\n".repeat(100);
+        let packed = gzip(&text);
+        assert_eq!(gunzip(&packed, MAX_GUNZIPPED).expect("inflate").as_ref(), text.as_slice());
+        // Several members (`cat a.gz b.gz`) read as `gunzip` reads them.
+        let two = [gzip(b"{\"a\":1}\n"), gzip(b"{\"b\":2}\n")].concat();
+        assert_eq!(gunzip(&two, MAX_GUNZIPPED).expect("inflate").as_ref(), b"{\"a\":1}\n{\"b\":2}\n");
+        // An empty stream inflates to nothing but is a valid gzip file.
+        assert!(gunzip(&gzip(b""), MAX_GUNZIPPED).expect("inflate").is_empty());
+
+        let refused = |bytes: &[u8]| gunzip(bytes, MAX_GUNZIPPED).expect_err("refused");
+        for cut in [1, 9, packed.len() / 2, packed.len() - 4, packed.len() - 1] {
+            let reason = refused(&packed[..cut]);
+            assert!(reason.contains("gzip"), "cut at {cut}: {reason}");
+        }
+        assert!(refused(b"").contains("empty"));
+        assert!(refused(&text).contains("gzip"), "plain text named .gz");
+        let mut bad_crc = packed.clone();
+        let at = bad_crc.len() - 8;
+        bad_crc[at] ^= 0xff;
+        assert!(refused(&bad_crc).contains("gzip"));
+        let mut trailing = packed.clone();
+        trailing.extend_from_slice(b"garbage after the stream");
+        assert!(refused(&trailing).contains("gzip"));
+        // A bomb stops at the limit.
+        let zeros = gzip(&vec![0u8; 1 << 20]);
+        assert!(gunzip(&zeros, 1 << 20).is_ok());
+        assert!(gunzip(&zeros, (1 << 20) - 1).expect_err("over the limit").contains("more than"));
     }
 }

@@ -1,6 +1,7 @@
 //! Tests of the replay input against S3 (moto, `OBSERVEBRIDGE_TEST_S3_ENDPOINT`) and a local
 //! directory: listing limited to the window, window boundaries, the Collector S3 exporter layout
-//! with otlp_json and otlp_proto files, and corrupt or missing objects with `stop` and `skip`.
+//! with otlp_json and otlp_proto files (plain and gzip-compressed), and corrupt or missing
+//! objects with `stop` and `skip`.
 
 use std::io::{Read as _, Write as _};
 use std::sync::Arc;
@@ -293,7 +294,8 @@ fn collector_exporter_files_are_listed_by_minute_and_read_as_otlp() {
     // Minute 13:05: traces as otlp_json, metrics as otlp_proto.
     let trace_json = serde_json::to_vec(&traces(H13 + 5 * MIN + 100)).expect("json");
     let metric_proto = metrics(H13 + 5 * MIN + 200).encode_to_vec();
-    // Minute 13:06: logs as JSON lines (the exporter's batching marshaler), a gzip file, a stray file.
+    // Minute 13:06: logs as JSON lines (the exporter's batching marshaler), a gzip file cut short
+    // after its header (unreadable; whole .gz files are read in the tests below), a stray file.
     let log_lines = [logs(H13 + 6 * MIN, "connection refused"), logs(H13 + 6 * MIN + 5, "retrying")].map(|r| serde_json::to_vec(&r).expect("json"));
     let mut jsonl = log_lines.join(&b'\n');
     jsonl.push(b'\n');
@@ -415,5 +417,161 @@ fn corrupt_and_missing_objects_are_reported_with_their_keys() {
     assert!(skipped[2].reason.contains("not spans archive rows") && skipped[2].reason.contains("column ts is missing"), "{}", skipped[2].reason);
     let done = progress.snapshot();
     assert_eq!((done.objects_done, done.objects_total, done.records, done.skipped), (5, 5, 4, 3));
+    assert_eq!(done.bytes_done, done.bytes_total);
+}
+
+// ---------------------------------------------------------------------------------------------
+// gzip-compressed Collector files (`compression: gzip`), in a local directory.
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(bytes).expect("compress");
+    encoder.finish().expect("compress")
+}
+
+/// Writes `files` (key relative to the store's directory, bytes) under `dir`.
+fn write_files(dir: &std::path::Path, files: &[(String, Vec<u8>)]) {
+    for (key, bytes) in files {
+        let path = dir.join(key);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&path, bytes).expect("write");
+    }
+}
+
+fn local_collector(dir: &std::path::Path, on_error: OnError) -> ArchiveConfig {
+    let store = ObjectStoreConfig { url: dir.display().to_string(), ..ObjectStoreConfig::default() };
+    ArchiveConfig { layout: Layout::Collector, on_error, ..ArchiveConfig::new(store) }
+}
+
+/// The exporter's default partition directory of a minute of hour 13.
+fn collector_dir(minute: u32) -> String {
+    format!("year=2026/month=11/day=21/hour=13/minute={minute:02}")
+}
+
+/// A file name relative to the store's root, for comparing keys (the local store's keys are
+/// absolute paths).
+fn file_name(key: &str) -> &str {
+    key.rsplit_once('/').map_or(key, |(_, name)| name)
+}
+
+#[test]
+fn gzip_collector_files_read_as_their_uncompressed_twins() {
+    let plain_dir = tempfile::tempdir().expect("tempdir");
+    let gz_dir = tempfile::tempdir().expect("tempdir");
+    // The same exporter output written twice, without and with `compression: gzip`: traces as
+    // one otlp_json request, metrics as otlp_proto, logs as JSON lines (two requests), and a
+    // second metrics file in the next minute.
+    let trace_json = serde_json::to_vec(&traces(H13 + 5 * MIN + 100)).expect("json");
+    let metric_proto = metrics(H13 + 5 * MIN + 200).encode_to_vec();
+    let log_lines = [logs(H13 + 6 * MIN, "connection refused"), logs(H13 + 6 * MIN + 5, "retrying")].map(|r| serde_json::to_vec(&r).expect("json"));
+    let mut jsonl = log_lines.join(&b'\n');
+    jsonl.push(b'\n');
+    let later_proto = metrics(H13 + 7 * MIN + 300).encode_to_vec();
+    let plain = [
+        (format!("{}/traces_AbC123xyz.json", collector_dir(5)), trace_json.clone()),
+        (format!("{}/metrics_Q9w8e7r6t.binpb", collector_dir(5)), metric_proto.clone()),
+        (format!("{}/logs_Zx1c2v3b4.json", collector_dir(6)), jsonl.clone()),
+        (format!("{}/metrics_P0o9i8u7y.binpb", collector_dir(7)), later_proto.clone()),
+    ];
+    let compressed: Vec<(String, Vec<u8>)> = plain.iter().map(|(key, bytes)| (format!("{key}.gz"), gzip(bytes))).collect();
+    write_files(plain_dir.path(), &plain);
+    write_files(gz_dir.path(), &compressed);
+
+    let window = Window::new(H13 + 5 * MIN, H13 + 10 * MIN);
+    let read = |dir: &std::path::Path| {
+        let config = local_collector(dir, OnError::Stop);
+        let listing = list(&config, &window).expect("list");
+        let mut source = ArchiveSource::new("otel", &config, listing.clone(), encoder()).expect("source");
+        let progress = source.progress();
+        let encodings = source.partition_encodings().to_vec();
+        let partitions: Vec<String> = source.partitions().into_iter().map(|p| p.name).collect();
+        let (records, error) = drain(&mut source);
+        assert!(error.is_none(), "{error:?}");
+        (listing, encodings, partitions, records, progress.snapshot())
+    };
+    let (plain_listing, plain_encodings, plain_partitions, plain_records, plain_done) = read(plain_dir.path());
+    let (gz_listing, gz_encodings, gz_partitions, gz_records, gz_done) = read(gz_dir.path());
+
+    // Listed alike (the .gz marked), in the same order.
+    let names = |listing: &Listing| listing.objects.iter().map(|o| file_name(&o.key).to_owned()).collect::<Vec<_>>();
+    assert_eq!(names(&plain_listing), ["metrics_Q9w8e7r6t.binpb", "traces_AbC123xyz.json", "logs_Zx1c2v3b4.json", "metrics_P0o9i8u7y.binpb"]);
+    assert_eq!(names(&gz_listing), names(&plain_listing).iter().map(|n| format!("{n}.gz")).collect::<Vec<_>>());
+    assert!(gz_listing.objects.iter().all(|o| o.gzip) && plain_listing.objects.iter().all(|o| !o.gzip));
+    assert!(gz_listing.ignored.is_empty(), "{:?}", gz_listing.ignored);
+    let described = |listing: &Listing| listing.objects.iter().map(|o| (o.signal, o.format, o.minute)).collect::<Vec<_>>();
+    assert_eq!(described(&gz_listing), described(&plain_listing));
+
+    // The same partitions and the same records (partition, offset, payload), byte for byte.
+    assert_eq!(gz_encodings, plain_encodings);
+    assert_eq!(gz_partitions, ["archive:metrics/otlp_proto", "archive:spans/otlp_json", "archive:logs/otlp_json"]);
+    assert_eq!(gz_partitions, plain_partitions);
+    let triples = |records: &[RawRecord]| records.iter().map(|r| (r.partition, r.offset, r.payload.clone())).collect::<Vec<_>>();
+    assert_eq!(gz_records.len(), 5);
+    assert_eq!(triples(&gz_records), triples(&plain_records));
+    // ... and they are the requests that were written.
+    assert_eq!(ExportMetricsServiceRequest::decode(gz_records[0].payload.as_slice()).expect("proto"), metrics(H13 + 5 * MIN + 200));
+    assert_eq!(gz_records[1].payload, trace_json);
+    let trace: ExportTraceServiceRequest = serde_json::from_slice(&gz_records[1].payload).expect("json");
+    assert_eq!(trace, traces(H13 + 5 * MIN + 100));
+    assert_eq!((&gz_records[2].payload, &gz_records[3].payload), (&log_lines[0], &log_lines[1]));
+    assert_eq!((gz_records[3].partition, gz_records[3].offset), (2, (2 << 32) | 1));
+    assert_eq!(ExportMetricsServiceRequest::decode(gz_records[4].payload.as_slice()).expect("proto"), metrics(H13 + 7 * MIN + 300));
+
+    // Progress counts the bytes as stored (compressed) and the same records.
+    assert_eq!((gz_done.objects_done, gz_done.objects_total, gz_done.records, gz_done.skipped), (4, 4, 5, 0));
+    assert_eq!((gz_done.bytes_done, gz_done.bytes_total), (gz_listing.total_bytes(), compressed.iter().map(|(_, b)| b.len() as u64).sum()));
+    assert_eq!((plain_done.records, plain_done.objects_done), (gz_done.records, gz_done.objects_done));
+}
+
+#[test]
+fn a_truncated_gz_file_is_reported_with_its_key_under_skip_and_stop() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let metric_proto = metrics(H13 + 5 * MIN + 200).encode_to_vec();
+    let trace_json = serde_json::to_vec(&traces(H13 + 6 * MIN + 100)).expect("json");
+    let whole_traces = gzip(&trace_json);
+    let log_json = serde_json::to_vec(&logs(H13 + 8 * MIN, "retrying")).expect("json");
+    let files = [
+        (format!("{}/metrics_Good00001.binpb.gz", collector_dir(5)), gzip(&metric_proto)),
+        // Cut short, as by an interrupted upload: header and part of the deflate stream.
+        (format!("{}/traces_Trunc0001.json.gz", collector_dir(6)), whole_traces[..whole_traces.len() / 2].to_vec()),
+        // Named .gz but written without compression.
+        (format!("{}/traces_NotGz0001.json.gz", collector_dir(7)), trace_json.clone()),
+        (format!("{}/logs_Good00002.json.gz", collector_dir(8)), gzip(&log_json)),
+    ];
+    write_files(dir.path(), &files);
+    let window = Window::new(H13 + 5 * MIN, H13 + 10 * MIN);
+    let listing = list(&local_collector(dir.path(), OnError::Stop), &window).expect("list");
+    let listed: Vec<&str> = listing.objects.iter().map(|o| file_name(&o.key)).collect();
+    assert_eq!(listed, ["metrics_Good00001.binpb.gz", "traces_Trunc0001.json.gz", "traces_NotGz0001.json.gz", "logs_Good00002.json.gz"]);
+    let truncated = listing.objects[1].key.clone();
+    let not_gzip = listing.objects[2].key.clone();
+    assert!(truncated.ends_with(&files[1].0), "{truncated}");
+
+    // stop (the default): the records before the truncated file, then an error naming it.
+    let mut stopping = ArchiveSource::new("otel", &local_collector(dir.path(), OnError::Stop), listing.clone(), encoder()).expect("source");
+    let progress = stopping.progress();
+    let (records, error) = drain(&mut stopping);
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].payload, metric_proto);
+    let message = error.expect("an error").to_string();
+    assert!(message.contains(&truncated) && message.contains("gzip"), "{message}");
+    let again = stopping.poll(10, Duration::ZERO, &mut Vec::new()).expect_err("still failed").to_string();
+    assert_eq!(again, message);
+    assert!(progress.skipped().is_empty());
+    assert_eq!(progress.snapshot().objects_done, 1);
+
+    // skip: the readable files' records, and each bad .gz reported with its key and reason.
+    let mut skipping = ArchiveSource::new("otel", &local_collector(dir.path(), OnError::Skip), listing.clone(), encoder()).expect("source");
+    let progress = skipping.progress();
+    let (records, error) = drain(&mut skipping);
+    assert!(error.is_none(), "{error:?}");
+    assert_eq!(records.iter().map(|r| (r.partition, r.offset, r.payload.clone())).collect::<Vec<_>>(), [(0, 0, metric_proto), (2, 3 << 32, log_json)]);
+    let skipped = progress.skipped();
+    assert_eq!(skipped.iter().map(|s| s.key.as_str()).collect::<Vec<_>>(), [truncated.as_str(), not_gzip.as_str()]);
+    for s in &skipped {
+        assert!(s.reason.contains("not a readable gzip stream"), "{}: {}", s.key, s.reason);
+    }
+    let done = progress.snapshot();
+    assert_eq!((done.objects_done, done.objects_total, done.records, done.skipped), (4, 4, 2, 2));
     assert_eq!(done.bytes_done, done.bytes_total);
 }
