@@ -133,6 +133,31 @@ pub(crate) fn upsert_sql(
     ))
 }
 
+/// `INSERT INTO <schema.table> (<columns of batch>) SELECT .. FROM UNNEST(..)`, no conflict
+/// handling (a replay's staging table).
+pub(crate) fn insert_sql(
+    schema: &str,
+    table: &str,
+    columns_of: &str,
+    batch: &RecordBatch,
+    columns: &TableColumns,
+) -> Result<String, PostgresError> {
+    let unnest = unnest_clause(columns_of, batch, columns, "rows", "u")?;
+    let names: Vec<String> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| quote_ident(f.name()))
+        .collect();
+    Ok(format!(
+        "INSERT INTO {} ({}) SELECT {} FROM {}",
+        qualified(schema, table),
+        names.join(", "),
+        unnest.casts.join(", "),
+        unnest.from
+    ))
+}
+
 /// `DELETE .. USING UNNEST(..) WHERE <every key column matches>`; `batch` holds the key columns.
 pub(crate) fn delete_sql(
     schema: &str,

@@ -33,6 +33,7 @@ mod columns;
 pub mod config;
 mod dims;
 pub mod error;
+mod rewrite;
 #[cfg(test)]
 mod tests;
 
@@ -51,6 +52,7 @@ pub use crate::retry::RetryConfig;
 pub use config::{PostgresConfig, TlsConfig, TlsMode};
 pub use dims::{RESOURCE_COLUMNS, ResourceName, parse_urn};
 pub use error::PostgresError;
+pub use rewrite::{RewriteCounts, RewriteMode, ViewRewrite};
 
 /// The migrations in `schemas/migrations`, embedded at compile time.
 static MIGRATOR: Migrator = sqlx::migrate!("../schemas/migrations");
