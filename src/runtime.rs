@@ -742,6 +742,13 @@ impl Driver<'_> {
                 state.retained.pop_front();
             }
             let Some(next_offset) = next_offset else { continue };
+            if next_offset < state.replay_until {
+                // Still re-reading what the last run processed: its commit (at `replay_until`,
+                // re-reading from where this run started) stays the right one. Committing this
+                // lower position would move the partition back, and the records after it would
+                // count as new yet sit behind the restored watermark.
+                continue;
+            }
             let restart_offset = state.retained.front().filter(|(e, _, _)| *e <= ack.through).map_or(next_offset, |(_, first, _)| *first);
             commits.entry(state.source).or_default().push(PartitionCommit { partition: state.local, next_offset, restart_offset, max_event_time: state.durable_max });
         }

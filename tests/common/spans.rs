@@ -57,3 +57,18 @@ pub fn message_for(service: &str, tenant: Option<&str>, spans: &[S]) -> Vec<u8> 
     prost::Message::encode_to_vec(&request)
 }
 
+
+/// Keeps one trace in `one_in` (whole traces, by trace id) of a span message, so that a debug
+/// build keeps up with the generator's estate; `None` when no span is left.
+pub fn sample_traces(payload: &[u8], one_in: u32) -> Option<Vec<u8>> {
+    use prost::Message as _;
+    let mut request = ExportTraceServiceRequest::decode(payload).expect("otlp spans");
+    for resource in &mut request.resource_spans {
+        for scope in &mut resource.scope_spans {
+            scope.spans.retain(|s| s.trace_id.iter().fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(*b))) % one_in == 0);
+        }
+        resource.scope_spans.retain(|s| !s.spans.is_empty());
+    }
+    request.resource_spans.retain(|r| !r.scope_spans.is_empty());
+    (!request.resource_spans.is_empty()).then(|| request.encode_to_vec())
+}
