@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use crossbeam_channel::{Receiver, Sender};
+use observebridge_connectors::archive::{ArchiveFormat, ArchiveSignal, ArchiveSource};
 use observebridge_connectors::dead_letter::{DeadLetterRecord, DeadLetterSink};
 use observebridge_connectors::files::{FileDeadLetterSink, JsonLinesSource};
 use observebridge_connectors::generator::{GeneratedSignal, Generator};
@@ -230,14 +231,106 @@ struct Durable {
 
 /// Runs a job until its bounded sources are exhausted or `stop` is set.
 pub fn run(spec: JobSpec, stop: Arc<AtomicBool>, stats: Arc<Stats>) -> Result<RunSummary> {
+    run_mode(spec, stop, stats, None)
+}
+
+/// Where a replay's ([`replay`]) output goes.
+#[derive(Clone)]
+pub struct ReplayOutput {
+    /// `[from, to)`: only windows starting in it are written to Parquet.
+    pub from_ms: i64,
+    pub to_ms: i64,
+    /// Whether the raw archive's minutes are written (not when the replay reads the raw archive
+    /// itself: its objects are the input).
+    pub write_raw: bool,
+    /// Every view's rows as of the end of the replay, folded frontier by frontier (no
+    /// retention); the caller rewrites the window in Postgres from them.
+    pub views: Arc<LiveViews>,
+    /// The Parquet objects written: (view, window start).
+    pub written: Arc<Mutex<Vec<(String, i64)>>>,
+    /// Views whose final windows are not written (the replay does not own them).
+    pub skip_views: Vec<String>,
+    /// At the end of the input the watermark goes to this minus the lateness, not past
+    /// everything: the window's rows are final, and state that outlives the window (a change's
+    /// impact, an open regression, the active graph) stands as it did at that point of event time,
+    /// as the live job had it, instead of expiring.
+    pub end_max_ms: i64,
+    /// Where the raw archive's objects are, for `raw_locator` rows and `sample_ref`s, when the
+    /// replay reads an archive other than the job's Parquet sink.
+    pub raw_location: Option<String>,
+}
+
+/// The partition id of a replay's end-of-input clock (never a real partition).
+const REPLAY_END_PARTITION: u32 = u32::MAX;
+
+/// Runs a job's dataflows over a window read back from object storage. Nothing is committed
+/// and nothing goes to Postgres, Kafka or SQL while it runs: the views' rows collect in
+/// `output.views`, final windows in `[from, to)` go to the job's Parquet sink (same object
+/// names as the live run's), dead letters to the job's destination. `source` holds the window's
+/// objects, warm-up and tail included.
+pub fn replay(spec: JobSpec, stop: Arc<AtomicBool>, stats: Arc<Stats>, source: ArchiveSource, output: ReplayOutput) -> Result<RunSummary> {
+    run_mode(spec, stop, stats, Some((source, output)))
+}
+
+/// How a replay reads an archive partition's records.
+pub fn archive_encoding(signal: ArchiveSignal, format: ArchiveFormat) -> Encoding {
+    let signal = match signal {
+        ArchiveSignal::Metrics => Signal::Metrics,
+        ArchiveSignal::Spans => Signal::Spans,
+        ArchiveSignal::Logs => Signal::Logs,
+        ArchiveSignal::K8s => Signal::K8s,
+    };
+    let format = match format {
+        ArchiveFormat::Archived => WireFormat::Archived,
+        ArchiveFormat::OtlpProto => WireFormat::OtlpProto,
+        ArchiveFormat::OtlpJson => WireFormat::OtlpJson,
+    };
+    Encoding::new(signal, format)
+}
+
+/// How far back state reaches: records whose window is not final must be re-read after a
+/// restart, and a replay reads this much before its window (for the span views: the window
+/// plus the pairing wait, and the active graph's span; for correlation: its baseline and
+/// lookback, whose signals are rebuilt from the records).
+pub fn state_horizon_ms(spec: &JobSpec) -> i64 {
+    horizon_ms(&engine_config(spec, spec.decode.clone(), Vec::new()))
+}
+
+fn horizon_ms(config: &EngineConfig) -> i64 {
+    [
+        config.metric_1m.as_ref().map(|m| m.window_ms),
+        config.service_call.as_ref().map(|c| (c.pairing.window_ms + c.pairing.wait_ms).max(c.graph.active_ms)),
+        config.log_pattern.as_ref().map(|l| l.window_ms),
+        config.changes.as_ref().and_then(|c| c.correlation.as_ref()).map(|c| c.retention_ms()),
+        Some(config.archive_horizon_ms()).filter(|h| *h > 0),
+    ]
+    .into_iter()
+    .flatten()
+    .max()
+    .unwrap_or(60_000)
+}
+
+fn run_mode(spec: JobSpec, stop: Arc<AtomicBool>, stats: Arc<Stats>, replay: Option<(ArchiveSource, ReplayOutput)>) -> Result<RunSummary> {
     let tokio = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().context("starting the i/o runtime")?;
     stats.watermark.store(i64::MIN, Ordering::Relaxed);
 
     // Sources first: a Kafka source learns its committed positions here.
     let mut sources: Vec<Box<dyn Source>> = Vec::new();
     let mut encodings: Vec<Option<Encoding>> = Vec::new();
+    let mut partition_encodings: Vec<Vec<Encoding>> = Vec::new();
     let mut decode = spec.decode.clone();
-    for source in &spec.sources {
+    let live_sources = if replay.is_some() { &[][..] } else { &spec.sources[..] };
+    let replay_end_ms = replay.as_ref().map(|(_, output)| output.end_max_ms);
+    let replay = match replay {
+        Some((source, output)) => {
+            partition_encodings.push(source.partition_encodings().iter().map(|(s, f)| archive_encoding(*s, *f)).collect());
+            sources.push(Box::new(source));
+            encodings.push(None);
+            Some(output)
+        }
+        None => None,
+    };
+    for source in live_sources {
         let encoding = match (source.signal, source.format) {
             (Some(signal), Some(format)) => {
                 let mut encoding = Encoding::new(signal, format);
@@ -260,6 +353,7 @@ pub fn run(spec: JobSpec, stop: Arc<AtomicBool>, stats: Arc<Stats>) -> Result<Ru
         };
         sources.push(built);
         encodings.push(encoding);
+        partition_encodings.push(Vec::new());
     }
 
     let postgres = match &spec.sinks.postgres {
@@ -277,16 +371,16 @@ pub fn run(spec: JobSpec, stop: Arc<AtomicBool>, stats: Arc<Stats>) -> Result<Ru
         Some(cfg) => Some(ParquetSink::new(cfg).context("parquet sink")?),
         None => None,
     };
-    let kafka = match &spec.sinks.kafka {
-        Some(cfg) => {
+    let kafka = match (&spec.sinks.kafka, &replay) {
+        (Some(cfg), None) => {
             let sink = KafkaViewSink::new(&spec.name, cfg).context("kafka sink")?;
             tracing::info!(delivery = sink.delivery(), last_published = ?sink.last_published(), "kafka view topics ready");
             Some(sink)
         }
-        None => None,
+        _ => None,
     };
-    // SQL over the live views; served until the run ends (`_sql` drops last).
-    let (live, _sql) = start_sql(&spec, &tokio, &stats)?;
+    // SQL over the live views; served until the run ends (`_sql` drops last). Not for replays.
+    let (live, _sql) = if replay.is_some() { (None, None) } else { start_sql(&spec, &tokio, &stats)? };
     let dead_letters: Box<dyn DeadLetterSink> = match (&spec.dead_letter.file, &spec.dead_letter.kafka) {
         (_, Some(kafka)) => Box::new(KafkaDeadLetterSink::new(kafka).context("dead-letter topic")?),
         (Some(file), None) => Box::new(FileDeadLetterSink::new(file).context("dead-letter file")?),
@@ -294,73 +388,28 @@ pub fn run(spec: JobSpec, stop: Arc<AtomicBool>, stats: Arc<Stats>) -> Result<Ru
     };
 
     let workers = spec.workers;
-    let config = EngineConfig {
-        lateness_ms: spec.lateness.as_millis() as i64,
-        raw_archive: spec.views.raw_archive.as_ref().map(|r| observebridge_dataflows::views::raw_archive::RawArchiveConfig {
-            signals: r.signals.iter().copied().collect(),
-            location: spec.sinks.parquet.as_ref().map_or_else(String::new, |p| p.url.clone()),
-        }),
-        decode,
-        metric_1m: spec.views.metric_1m.as_ref().map(|m| Metric1m { window_ms: m.window.as_millis() as i64 }),
-        service_call: spec.views.service_call_5m.as_ref().map(|c| ServiceCallConfig {
-            pairing: PairingConfig { wait_ms: c.pairing_wait.as_millis() as i64, window_ms: c.window.as_millis() as i64, caller: c.caller },
-            graph: CallGraphConfig { active_ms: c.active.as_millis() as i64 },
-            max_hops: c.max_hops,
-        }),
-        log_pattern: match &spec.views.log_pattern_5m {
-            None => None,
-            Some(l) => {
-                // The template library the miners start from: fingerprint ids survive restarts.
-                let library = match &postgres {
-                    Some(sink) => tokio.block_on(sink.log_library()).context("loading the log template library")?,
-                    None => Vec::new(),
-                };
-                let library: Vec<LibraryEntry> = library
-                    .into_iter()
-                    .map(|(tenant, fingerprint_id, pattern, sample_message, severity, first_seen, last_seen)| {
-                        LibraryEntry::from_row(&LogPatternRow { tenant, fingerprint_id, pattern, sample_message, severity, first_seen, last_seen })
-                    })
-                    .collect();
-                tracing::info!(templates = library.len(), "log template library loaded");
-                Some(LogPatternConfig {
-                    window_ms: l.window.as_millis() as i64,
-                    miner: l.miner.clone(),
-                    new_within_ms: l.new_within.as_millis() as i64,
-                    library: Arc::new(library),
+    // The template library the miners start from: fingerprint ids survive restarts and replays.
+    let library = match (&spec.views.log_pattern_5m, &postgres) {
+        (Some(_), Some(sink)) => {
+            let library = tokio.block_on(sink.log_library()).context("loading the log template library")?;
+            let library: Vec<LibraryEntry> = library
+                .into_iter()
+                .map(|(tenant, fingerprint_id, pattern, sample_message, severity, first_seen, last_seen)| {
+                    LibraryEntry::from_row(&LogPatternRow { tenant, fingerprint_id, pattern, sample_message, severity, first_seen, last_seen })
                 })
-            }
-        },
-        changes: spec.views.change_event.as_ref().map(|c| ChangesConfig {
-            detect: ChangeConfig { max_objects: c.max_objects, service_label: c.service_label.clone(), ignore_autoscaler: c.ignore_autoscaler },
-            correlation: spec.views.change_correlation.as_ref().map(|k| CorrelationConfig {
-                bucket_ms: spec.views.service_call_5m.as_ref().map_or(300_000, |s| s.window.as_millis() as i64),
-                before_ms: k.before.as_millis() as i64,
-                after_ms: k.after.as_millis() as i64,
-                baseline_ms: k.baseline.as_millis() as i64,
-                lookback_ms: k.lookback.as_millis() as i64,
-                sensitivity: k.sensitivity,
-                min_calls: k.min_calls,
-                min_baseline_buckets: k.min_baseline_windows,
-                max_hops: k.max_hops,
-                wait_ms: spec.views.service_call_5m.as_ref().map_or(0, |s| s.pairing_wait.as_millis() as i64),
-                metrics: k.metrics.clone(),
-            }),
-        }),
+                .collect();
+            tracing::info!(templates = library.len(), "log template library loaded");
+            library
+        }
+        _ => Vec::new(),
     };
-    // Restart horizon: records whose window is not final must be re-read after a restart (for
-    // the span views: the window plus the pairing wait, and the active graph's span; for
-    // correlation: its baseline and lookback, whose signals are rebuilt from the records).
-    let horizon_ms = [
-        config.metric_1m.as_ref().map(|m| m.window_ms),
-        config.service_call.as_ref().map(|c| (c.pairing.window_ms + c.pairing.wait_ms).max(c.graph.active_ms)),
-        config.log_pattern.as_ref().map(|l| l.window_ms),
-        config.changes.as_ref().and_then(|c| c.correlation.as_ref()).map(|c| c.retention_ms()),
-        Some(config.archive_horizon_ms()).filter(|h| *h > 0),
-    ]
-    .into_iter()
-    .flatten()
-    .max()
-    .unwrap_or(60_000);
+    let mut config = engine_config(&spec, decode, library);
+    if let (Some(raw), Some(location)) = (config.raw_archive.as_mut(), replay.as_ref().and_then(|r| r.raw_location.clone())) {
+        raw.location = location;
+    }
+    let horizon_ms = horizon_ms(&config);
+    // A replay writes Postgres at the end, from the rows it collected.
+    let postgres = if replay.is_some() { None } else { postgres };
 
     let (event_tx, event_rx) = crossbeam_channel::unbounded::<EngineEvent>();
     let mut worker_txs = Vec::new();
@@ -425,7 +474,7 @@ pub fn run(spec: JobSpec, stop: Arc<AtomicBool>, stats: Arc<Stats>) -> Result<Ru
         let sent_at = Arc::clone(&sent_at);
         let job = spec.name.clone();
         let handle = tokio.handle().clone();
-        let coordinator = Coordinator { job, workers, postgres, parquet, kafka, kafka_caught_up: false, rebuild_through: Arc::clone(&rebuild_through), live, dead_letters, stats, sent_at, partitions: Arc::clone(&labels), handle };
+        let coordinator = Coordinator { job, workers, postgres, parquet, kafka, replay, kafka_caught_up: false, rebuild_through: Arc::clone(&rebuild_through), live, dead_letters, stats, sent_at, partitions: Arc::clone(&labels), handle };
         std::thread::Builder::new().name("coordinator".into()).spawn(move || coordinator.run(event_rx, ack_tx))?
     };
 
@@ -433,6 +482,7 @@ pub fn run(spec: JobSpec, stop: Arc<AtomicBool>, stats: Arc<Stats>) -> Result<Ru
         spec: &spec,
         sources,
         encodings,
+        partition_encodings,
         partitions: Vec::new(),
         by_source: BTreeMap::new(),
         worker_txs,
@@ -445,6 +495,7 @@ pub fn run(spec: JobSpec, stop: Arc<AtomicBool>, stats: Arc<Stats>) -> Result<Ru
         durable_through: None,
         rebuild_through: Arc::clone(&rebuild_through),
         held: Vec::new(),
+        replay_end: replay_end_ms,
     };
     stats.running.store(true, Ordering::Relaxed);
     let result = driver.run(&stop, &ack_rx);
@@ -466,10 +517,53 @@ pub fn run(spec: JobSpec, stop: Arc<AtomicBool>, stats: Arc<Stats>) -> Result<Ru
     })
 }
 
+/// The engine's settings for a job (`decode` with the text sources' profiles filled in).
+fn engine_config(spec: &JobSpec, decode: observebridge_dataflows::decode::DecodeConfig, library: Vec<LibraryEntry>) -> EngineConfig {
+    EngineConfig {
+        lateness_ms: spec.lateness.as_millis() as i64,
+        raw_archive: spec.views.raw_archive.as_ref().map(|r| observebridge_dataflows::views::raw_archive::RawArchiveConfig {
+            signals: r.signals.iter().copied().collect(),
+            location: spec.sinks.parquet.as_ref().map_or_else(String::new, |p| p.url.clone()),
+        }),
+        decode,
+        metric_1m: spec.views.metric_1m.as_ref().map(|m| Metric1m { window_ms: m.window.as_millis() as i64 }),
+        service_call: spec.views.service_call_5m.as_ref().map(|c| ServiceCallConfig {
+            pairing: PairingConfig { wait_ms: c.pairing_wait.as_millis() as i64, window_ms: c.window.as_millis() as i64, caller: c.caller },
+            graph: CallGraphConfig { active_ms: c.active.as_millis() as i64 },
+            max_hops: c.max_hops,
+        }),
+        log_pattern: spec.views.log_pattern_5m.as_ref().map(|l| LogPatternConfig {
+            window_ms: l.window.as_millis() as i64,
+            miner: l.miner.clone(),
+            new_within_ms: l.new_within.as_millis() as i64,
+            library: Arc::new(library),
+        }),
+        changes: spec.views.change_event.as_ref().map(|c| ChangesConfig {
+            detect: ChangeConfig { max_objects: c.max_objects, service_label: c.service_label.clone(), ignore_autoscaler: c.ignore_autoscaler },
+            correlation: spec.views.change_correlation.as_ref().map(|k| CorrelationConfig {
+                bucket_ms: spec.views.service_call_5m.as_ref().map_or(300_000, |s| s.window.as_millis() as i64),
+                before_ms: k.before.as_millis() as i64,
+                after_ms: k.after.as_millis() as i64,
+                baseline_ms: k.baseline.as_millis() as i64,
+                lookback_ms: k.lookback.as_millis() as i64,
+                sensitivity: k.sensitivity,
+                min_calls: k.min_calls,
+                min_baseline_buckets: k.min_baseline_windows,
+                max_hops: k.max_hops,
+                wait_ms: spec.views.service_call_5m.as_ref().map_or(0, |s| s.pairing_wait.as_millis() as i64),
+                metrics: k.metrics.clone(),
+            }),
+        }),
+    }
+}
+
 struct Driver<'a> {
     spec: &'a JobSpec,
     sources: Vec<Box<dyn Source>>,
     encodings: Vec<Option<Encoding>>,
+    /// Per source, each partition's encoding, for sources whose partitions differ (a replay's
+    /// archive: one partition per signal and format); empty for the others.
+    partition_encodings: Vec<Vec<Encoding>>,
     partitions: Vec<PartitionState>,
     by_source: BTreeMap<(usize, u32), u32>,
     worker_txs: Vec<Sender<WorkerMsg>>,
@@ -487,6 +581,8 @@ struct Driver<'a> {
     /// Records past a partition's re-read, held back until every partition finished its re-read,
     /// so that no epoch mixes re-read and new records: (partition id, record).
     held: Vec<(u32, RawRecord)>,
+    /// A replay's end-of-input clock ([`ReplayOutput::end_max_ms`]), sent once its input is read.
+    replay_end: Option<i64>,
 }
 
 impl Driver<'_> {
@@ -565,6 +661,12 @@ impl Driver<'_> {
             let now = Instant::now();
             self.discover_partitions();
             let mut meta = std::mem::take(&mut self.pending_meta);
+            if exhausted.iter().all(|e| *e) {
+                if let Some(end) = self.replay_end.take() {
+                    // Registered before the real partitions end, so the watermark stops there.
+                    meta.push(MetaEvent::Register { partition: REPLAY_END_PARTITION, max_ts: Some(end) });
+                }
+            }
             for (gid, state) in self.partitions.iter_mut().enumerate() {
                 let gid = gid as u32;
                 if let Some(first) = touched.get(&gid) {
@@ -611,9 +713,9 @@ impl Driver<'_> {
                 }
                 let gid = self.partitions.len() as u32;
                 // Kafka and file sources carry what their spec says; the generator says it per partition.
-                let encoding = match self.encodings[s] {
-                    Some(encoding) => encoding,
-                    None => match Generator::partition_signal(local as u32).map(GeneratedSignal::name) {
+                let encoding = match (self.encodings[s], self.partition_encodings[s].get(local)) {
+                    (Some(encoding), _) | (None, Some(&encoding)) => encoding,
+                    (None, None) => match Generator::partition_signal(local as u32).map(GeneratedSignal::name) {
                         Some("spans") => Encoding::new(Signal::Spans, WireFormat::OtlpProto),
                         Some("logs") => Encoding::new(Signal::Logs, WireFormat::OtlpProto),
                         Some("k8s") => Encoding::new(Signal::K8s, WireFormat::JsonLines),
@@ -768,6 +870,8 @@ struct Coordinator {
     parquet: Option<ParquetSink>,
     /// View changelog topics.
     kafka: Option<KafkaViewSink>,
+    /// A replay's output, instead of Postgres, Kafka and SQL.
+    replay: Option<ReplayOutput>,
     /// Set once a frontier past what the Kafka topics held at startup was published: from then
     /// on every frontier is published.
     kafka_caught_up: bool,
@@ -944,6 +1048,16 @@ impl Coordinator {
             if let Some(pq) = &self.parquet {
                 let started = Instant::now();
                 for window in &finals {
+                    if let Some(replay) = &self.replay {
+                        let raw = window.view.starts_with("raw/");
+                        let outside = window.window_start_ms < replay.from_ms || window.window_start_ms >= replay.to_ms;
+                        if outside || (raw && !replay.write_raw) || replay.skip_views.contains(&window.view) {
+                            continue;
+                        }
+                        if let Ok(mut written) = replay.written.lock() {
+                            written.push((window.view.clone(), window.window_start_ms));
+                        }
+                    }
                     let key = pq
                         .write(window, |attempt, error| {
                             stats.sink_retry("parquet");
@@ -963,6 +1077,9 @@ impl Coordinator {
         }
         if let Some(live) = &self.live {
             apply_live(live, &frontier, &changes);
+        }
+        if let Some(replay) = &self.replay {
+            apply_live(&replay.views, &frontier, &changes);
         }
         if let Ok(mut views) = self.stats.views.lock() {
             for c in &changes {
