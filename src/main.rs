@@ -57,6 +57,36 @@ enum Command {
         #[arg(long, env = "OBSERVEBRIDGE_LISTEN", default_value = "127.0.0.1:7070")]
         listen: std::net::SocketAddr,
     },
+    /// Replays a window `[--from, --to)` from object storage through a job's dataflows and
+    /// rewrites that window's rows in the job's sinks (Postgres and Parquet).
+    Replay {
+        /// The job spec (YAML) whose views, parameters and sinks the replay uses.
+        #[arg(long)]
+        job: PathBuf,
+        /// First event time of the window: RFC 3339 (`2026-11-22T10:00:00Z`) or ms since the epoch.
+        #[arg(long, value_parser = observebridge::replay::parse_time)]
+        from: i64,
+        /// End of the window (exclusive), like --from.
+        #[arg(long, value_parser = observebridge::replay::parse_time)]
+        to: i64,
+        /// Where the input is (`s3://bucket/prefix`, `file:///dir`, a path). Default: the job's
+        /// Parquet sink (its raw archive). Endpoint and credentials come from the job's Parquet sink.
+        #[arg(long)]
+        source: Option<String>,
+        /// `raw-archive` (ObserveBridge's raw archive) or `collector` (the OpenTelemetry
+        /// Collector's S3 exporter files).
+        #[arg(long, value_enum, default_value = "raw-archive")]
+        layout: LayoutArg,
+        /// For `--layout collector`: the exporter's `s3_partition_format`.
+        #[arg(long)]
+        partition_format: Option<String>,
+        /// What a missing or unreadable object does: `stop` the replay, or `skip` it (reported).
+        #[arg(long, value_enum, default_value = "stop")]
+        on_error: OnErrorArg,
+        /// Prints the summary as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
     /// Hosts many jobs behind an HTTP API (`/v1/jobs`); jobs survive restarts.
     Serve {
         /// Address of the HTTP API (port 0: any free port; the bound address is printed).
@@ -85,6 +115,18 @@ enum Command {
         #[command(subcommand)]
         what: EvalCommand,
     },
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum LayoutArg {
+    RawArchive,
+    Collector,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum OnErrorArg {
+    Stop,
+    Skip,
 }
 
 #[derive(Subcommand, Debug)]
@@ -181,6 +223,24 @@ fn run(cli: Cli) -> Result<i32> {
             observebridge::server::serve(observebridge::server::ServerConfig { listen, state_dir, postgres_url, postgres_schema, tokens }).map(|()| 0)
         }
         Command::Job { command } => job_command(command),
+        Command::Replay { job, from, to, source, layout, partition_format, on_error, json } => {
+            use observebridge_connectors::archive::{Layout, OnError};
+            let spec = JobSpec::load(&job).map_err(anyhow::Error::new)?;
+            let problems = spec.validate();
+            if !problems.is_empty() {
+                anyhow::bail!(job::SpecError::Invalid { origin: job.display().to_string(), problems });
+            }
+            let layout = match layout {
+                LayoutArg::RawArchive => Layout::RawArchive,
+                LayoutArg::Collector => Layout::Collector,
+            };
+            let on_error = match on_error {
+                OnErrorArg::Stop => OnError::Stop,
+                OnErrorArg::Skip => OnError::Skip,
+            };
+            let request = observebridge::replay::ReplayRequest { from_ms: from, to_ms: to, source, layout, partition_format, on_error };
+            replay_command(spec, &request, json)
+        }
         Command::Run { job, workers, seed, report, listen } => {
             let mut spec = match &job {
                 Some(path) => JobSpec::load(path),
@@ -268,6 +328,63 @@ fn job_command(command: JobCommand) -> Result<i32> {
             Ok(e.exit_code())
         }
     }
+}
+
+/// `observebridge replay`: a progress bar on a terminal (plain lines otherwise), the summary at
+/// the end.
+fn replay_command(spec: JobSpec, request: &observebridge::replay::ReplayRequest, json: bool) -> Result<i32> {
+    use observebridge::replay::{self, format_ms};
+    let plan = replay::plan(&spec, request)?;
+    eprintln!(
+        "replaying job `{}` over [{}, {}) (reading from {} for the warm-up, to {} for the tail) from {}",
+        spec.name,
+        format_ms(plan.window.from_ms),
+        format_ms(plan.window.to_ms),
+        format_ms(plan.window.from_ms - plan.window.warmup_ms),
+        format_ms(plan.window.to_ms + plan.window.tail_ms),
+        plan.archive.store.url
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = Arc::clone(&stop);
+        ctrlc_handler(move || stop.store(true, Ordering::Relaxed))?;
+    }
+    let terminal = std::io::stderr().is_terminal();
+    let bar = indicatif::ProgressBar::with_draw_target(None, if terminal { indicatif::ProgressDrawTarget::stderr() } else { indicatif::ProgressDrawTarget::hidden() });
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {binary_bytes}/{binary_total_bytes} {msg} ETA {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let mut last_line = Instant::now();
+    let summary = replay::replay(spec, request, Arc::clone(&stop), |p| {
+        bar.set_length(p.bytes_total);
+        bar.set_position(p.bytes_done);
+        bar.set_message(format!("objects {}/{} records {}{}", p.objects_done, p.objects_total, p.records, if p.skipped > 0 { format!(" skipped {}", p.skipped) } else { String::new() }));
+        if !terminal && last_line.elapsed() >= Duration::from_secs(5) {
+            last_line = Instant::now();
+            eprintln!("replay: objects {}/{} bytes {}/{} records {} skipped {}", p.objects_done, p.objects_total, p.bytes_done, p.bytes_total, p.records, p.skipped);
+        }
+    });
+    bar.finish_and_clear();
+    let summary = summary?;
+    if json {
+        println!("{}", serde_json::to_string(&summary)?);
+    }
+    eprintln!(
+        "replay done: {} objects ({} bytes, {} list requests), {} records in {:.1} s ({:.0} records/s), {} dead letters",
+        summary.objects, summary.bytes, summary.list_requests, summary.records, summary.seconds, summary.records_per_s, summary.dead_letters
+    );
+    for (view, c) in &summary.postgres {
+        eprintln!("  postgres {view}: {} changed, {} removed, {} unchanged", c.changed, c.removed, c.unchanged);
+    }
+    eprintln!("  parquet: {} objects written, {} stale objects deleted", summary.parquet_written.len(), summary.parquet_deleted.len());
+    for (key, reason) in &summary.skipped {
+        eprintln!("  skipped {key}: {reason}");
+    }
+    for note in &summary.notes {
+        eprintln!("  note: {note}");
+    }
+    Ok(0)
 }
 
 /// The server's answer as pretty JSON (`--json`).

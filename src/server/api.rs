@@ -10,6 +10,8 @@
 //! | `GET /v1/jobs/{id}/spec` | the spec as submitted |
 //! | `DELETE /v1/jobs/{id}` | stop after the current frontier is durable (`?purge=true` also forgets it) |
 //! | `POST /v1/jobs/{id}/restart` | stop, then start again from the committed offsets |
+//! | `POST /v1/jobs/{id}/replays` | replay a window from object storage through the job's dataflows: 202 + status; 400 when refused |
+//! | `GET /v1/jobs/{id}/replays/{replay}` | a replay's progress, then its summary or error |
 //! | `GET /healthz`, `GET /readyz` | alive; every job running with its sources caught up (no token needed) |
 //! | `GET /metrics` | every job's metrics in the Prometheus text format ([`crate::metrics`]; no token needed) |
 //!
@@ -27,6 +29,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 
+use super::replays::{ReplayBody, Replays};
 use super::{JobError, JobManager};
 
 /// Lag (records per source) under which a running job counts as caught up for `/readyz`.
@@ -35,6 +38,7 @@ const READY_MAX_LAG: u64 = 10_000;
 #[derive(Clone)]
 struct AppState {
     jobs: Arc<JobManager>,
+    replays: Arc<Replays>,
     tokens: Arc<Vec<String>>,
 }
 
@@ -46,6 +50,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/v1/jobs/{id}"),
     ("GET", "/v1/jobs/{id}/spec"),
     ("POST", "/v1/jobs/{id}/restart"),
+    ("POST", "/v1/jobs/{id}/replays"),
+    ("GET", "/v1/jobs/{id}/replays/{replay}"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
@@ -53,12 +59,14 @@ pub const ROUTES: &[(&str, &str)] = &[
 
 /// The API's routes over `jobs`; `tokens` empty = no authentication.
 pub fn router(jobs: Arc<JobManager>, tokens: Vec<String>) -> Router {
-    let state = AppState { jobs, tokens: Arc::new(tokens) };
+    let state = AppState { jobs, replays: Arc::default(), tokens: Arc::new(tokens) };
     let v1 = Router::new()
         .route("/v1/jobs", post(submit).get(list))
         .route("/v1/jobs/{id}", get(status).delete(stop))
         .route("/v1/jobs/{id}/spec", get(spec))
         .route("/v1/jobs/{id}/restart", post(restart))
+        .route("/v1/jobs/{id}/replays", post(start_replay))
+        .route("/v1/jobs/{id}/replays/{replay}", get(replay_status))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()
         .route("/healthz", get(healthz))
@@ -166,6 +174,28 @@ async fn restart(State(state): State<AppState>, Path(id): Path<String>) -> Respo
     match state.jobs.restart(&id, Duration::from_secs(60)).await {
         Ok(status) => Json(status).into_response(),
         Err(e) => e.into_response(),
+    }
+}
+
+async fn start_replay(State(state): State<AppState>, Path(id): Path<String>, body: String) -> Response {
+    let spec = match state.jobs.spec_text(&id) {
+        Ok(spec) => spec,
+        Err(e) => return e.into_response(),
+    };
+    let request = match serde_json::from_str::<ReplayBody>(&body).map_err(|e| e.to_string()).and_then(ReplayBody::request) {
+        Ok(request) => request,
+        Err(reason) => return error(StatusCode::BAD_REQUEST, format!("invalid replay request: {reason}")),
+    };
+    match state.replays.start(&id, &spec, request) {
+        Ok(status) => (StatusCode::ACCEPTED, Json(status)).into_response(),
+        Err(reason) => error(StatusCode::BAD_REQUEST, format!("replay refused: {reason}")),
+    }
+}
+
+async fn replay_status(State(state): State<AppState>, Path((id, replay)): Path<(String, String)>) -> Response {
+    match state.replays.status(&id, &replay) {
+        Some(status) => Json(status).into_response(),
+        None => error(StatusCode::NOT_FOUND, format!("no replay {replay} of job {id}")),
     }
 }
 

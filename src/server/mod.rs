@@ -12,6 +12,7 @@
 
 pub mod api;
 pub mod ops;
+pub mod replays;
 pub mod store;
 
 use std::collections::BTreeMap;
