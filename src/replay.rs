@@ -183,13 +183,7 @@ pub fn plan(spec: &JobSpec, request: &ReplayRequest) -> Result<ReplayPlan> {
     }
     // The raw archive's signals too: its `raw_locator` rows are the window's as well.
     if let Some(raw) = &views.raw_archive {
-        use observebridge_dataflows::record::Signal;
-        signals.extend(raw.signals.iter().map(|s| match s {
-            Signal::Metrics => ArchiveSignal::Metrics,
-            Signal::Spans => ArchiveSignal::Spans,
-            Signal::Logs => ArchiveSignal::Logs,
-            Signal::K8s => ArchiveSignal::K8s,
-        }));
+        signals.extend(raw.signals.iter().map(|s| runtime::archive_signal(*s)));
     }
     if request.layout == Layout::Collector {
         // The Collector exports traces, metrics and logs; Kubernetes changes are not among them.
@@ -270,14 +264,13 @@ pub fn replay(spec: JobSpec, request: &ReplayRequest, stop: Arc<AtomicBool>, mut
     let views = LiveViews::new();
     views.set_retention(None);
     let written: Arc<Mutex<Vec<(String, i64)>>> = Arc::default();
-    let all_views = ["metric_1m", "service_call_5m", "log_pattern_5m", "change_event", "topo_edge_time"];
     let output = ReplayOutput {
         from_ms: plan.window.from_ms,
         to_ms: plan.window.to_ms,
         write_raw: request.layout == Layout::Collector,
         views: Arc::clone(&views),
         written: Arc::clone(&written),
-        skip_views: all_views.iter().filter(|v| !plan.parquet_views.contains(v)).map(|v| v.to_string()).collect(),
+        parquet_views: plan.parquet_views.iter().map(|v| v.to_string()).collect(),
         // The watermark ends one settle past the window (and a millisecond, so that a window
         // ending there is passed).
         end_max_ms: plan.window.to_ms + settle_ms(&spec) + spec.lateness.as_millis() as i64 + 1,
@@ -384,7 +377,7 @@ async fn delete_stale(sink: &ParquetSink, plan: &ReplayPlan, produced: &BTreeSet
             let objects: Vec<object_store::ObjectMeta> = store.list(Some(&prefix)).try_collect().await.with_context(|| format!("listing {prefix}"))?;
             for object in objects {
                 let full = object.location.to_string();
-                let Some(start) = window_start_of(view, &full) else { continue };
+                let Some(start) = ParquetSink::window_start(view, &full) else { continue };
                 let relative = ParquetSink::object_key(view, start);
                 if start < from || start >= to || produced.contains(&relative) {
                     continue;
@@ -399,26 +392,9 @@ async fn delete_stale(sink: &ParquetSink, plan: &ReplayPlan, produced: &BTreeSet
     Ok(deleted)
 }
 
-/// The window start a view's object key names (`<view>-YYYYMMDDTHHMMSSZ.parquet`).
-fn window_start_of(view: &str, key: &str) -> Option<i64> {
-    let name = key.rsplit('/').next()?;
-    let stamp = name.strip_prefix(view)?.strip_prefix('-')?.strip_suffix(".parquet")?;
-    let at = chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%dT%H%M%SZ").ok()?;
-    Some(at.and_utc().timestamp_millis())
-}
-
 /// The raw archive's rows as the engine's `archived` payloads.
 fn archived_rows() -> observebridge_connectors::archive::RowEncoder {
-    use observebridge_dataflows::record::Signal;
-    Arc::new(|signal: ArchiveSignal, batch: &RecordBatch| {
-        let signal = match signal {
-            ArchiveSignal::Metrics => Signal::Metrics,
-            ArchiveSignal::Spans => Signal::Spans,
-            ArchiveSignal::Logs => Signal::Logs,
-            ArchiveSignal::K8s => Signal::K8s,
-        };
-        observebridge_dataflows::decode::archived::payloads(signal, batch).map_err(|e| e.to_string())
-    })
+    Arc::new(|signal: ArchiveSignal, batch: &RecordBatch| observebridge_dataflows::decode::archived::payloads(runtime::engine_signal(signal), batch).map_err(|e| e.to_string()))
 }
 
 /// `2026-11-22T10:00:00Z`.

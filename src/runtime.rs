@@ -248,8 +248,9 @@ pub struct ReplayOutput {
     pub views: Arc<LiveViews>,
     /// The Parquet objects written: (view, window start).
     pub written: Arc<Mutex<Vec<(String, i64)>>>,
-    /// Views whose final windows are not written (the replay does not own them).
-    pub skip_views: Vec<String>,
+    /// The views whose final windows the replay writes (it owns them); the raw archive's
+    /// minutes go by `write_raw`.
+    pub parquet_views: Vec<String>,
     /// At the end of the input the watermark goes to this minus the lateness, not past
     /// everything: the window's rows are final, and state that outlives the window (a change's
     /// impact, an open regression, the active graph) stands as it did at that point of event time,
@@ -274,18 +275,33 @@ pub fn replay(spec: JobSpec, stop: Arc<AtomicBool>, stats: Arc<Stats>, source: A
 
 /// How a replay reads an archive partition's records.
 pub fn archive_encoding(signal: ArchiveSignal, format: ArchiveFormat) -> Encoding {
-    let signal = match signal {
-        ArchiveSignal::Metrics => Signal::Metrics,
-        ArchiveSignal::Spans => Signal::Spans,
-        ArchiveSignal::Logs => Signal::Logs,
-        ArchiveSignal::K8s => Signal::K8s,
-    };
+    let signal = engine_signal(signal);
     let format = match format {
         ArchiveFormat::Archived => WireFormat::Archived,
         ArchiveFormat::OtlpProto => WireFormat::OtlpProto,
         ArchiveFormat::OtlpJson => WireFormat::OtlpJson,
     };
     Encoding::new(signal, format)
+}
+
+/// The engine's signal of an archive signal.
+pub fn engine_signal(signal: ArchiveSignal) -> Signal {
+    match signal {
+        ArchiveSignal::Metrics => Signal::Metrics,
+        ArchiveSignal::Spans => Signal::Spans,
+        ArchiveSignal::Logs => Signal::Logs,
+        ArchiveSignal::K8s => Signal::K8s,
+    }
+}
+
+/// The archive's signal of an engine signal.
+pub fn archive_signal(signal: Signal) -> ArchiveSignal {
+    match signal {
+        Signal::Metrics => ArchiveSignal::Metrics,
+        Signal::Spans => ArchiveSignal::Spans,
+        Signal::Logs => ArchiveSignal::Logs,
+        Signal::K8s => ArchiveSignal::K8s,
+    }
 }
 
 /// How far back state reaches: records whose window is not final must be re-read after a
@@ -1051,7 +1067,8 @@ impl Coordinator {
                     if let Some(replay) = &self.replay {
                         let raw = window.view.starts_with("raw/");
                         let outside = window.window_start_ms < replay.from_ms || window.window_start_ms >= replay.to_ms;
-                        if outside || (raw && !replay.write_raw) || replay.skip_views.contains(&window.view) {
+                        let owned = if raw { replay.write_raw } else { replay.parquet_views.contains(&window.view) };
+                        if outside || !owned {
                             continue;
                         }
                         if let Ok(mut written) = replay.written.lock() {

@@ -13,7 +13,6 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use common::*;
-use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
 use observebridge::job::JobSpec;
 use observebridge::replay::{self, ReplayRequest, ReplaySummary};
@@ -51,11 +50,10 @@ fn rows(schema: &str, table: &str, anchor: &str, from: i64, to: i64) -> Vec<Stri
 fn objects(store: &ObjectStoreConfig) -> BTreeMap<String, Vec<u8>> {
     let sink = ParquetSink::new(store).expect("store");
     runtime().block_on(async {
-        let listed: Vec<object_store::ObjectMeta> = sink.store().list(Some(sink.prefix())).try_collect().await.expect("list");
         let mut out = BTreeMap::new();
-        for meta in listed {
-            let bytes = sink.store().get(&meta.location).await.expect("get").bytes().await.expect("bytes");
-            let relative = meta.location.as_ref().strip_prefix(sink.prefix().as_ref()).unwrap_or(meta.location.as_ref()).trim_start_matches('/').to_string();
+        for location in list_keys(sink.store().as_ref(), sink.prefix()).await {
+            let bytes = sink.store().get(&location).await.expect("get").bytes().await.expect("bytes");
+            let relative = location.as_ref().strip_prefix(sink.prefix().as_ref()).unwrap_or(location.as_ref()).trim_start_matches('/').to_string();
             out.insert(relative, bytes.to_vec());
         }
         out
@@ -225,11 +223,8 @@ fn stream_through_kafka_equals_replay_from_the_archive_and_a_second_replay_chang
     let live_objects = objects(&s3(&bucket, "live"));
     let replay_objects = objects(&s3(&bucket, "replay"));
     let in_window = |key: &str| -> bool {
-        let name = key.rsplit('/').next().unwrap_or_default();
-        let Some(stamp) = name.rsplit('-').next().and_then(|s| s.strip_suffix(".parquet")) else { return false };
-        let Ok(at) = chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%dT%H%M%SZ") else { return false };
-        let at = at.and_utc().timestamp_millis();
-        !key.starts_with("raw/") && !key.starts_with("topo_edge_time/") && at >= from && at < to
+        let view = key.split('/').next().unwrap_or_default();
+        view != "topo_edge_time" && ParquetSink::window_start(view, key).is_some_and(|at| at >= from && at < to)
     };
     let live_window: BTreeMap<&String, &Vec<u8>> = live_objects.iter().filter(|(k, _)| in_window(k)).collect();
     let replay_window: BTreeMap<&String, &Vec<u8>> = replay_objects.iter().filter(|(k, _)| !k.starts_with("raw/")).collect();

@@ -89,6 +89,16 @@ impl ParquetSink {
         )
     }
 
+    /// The window start a view's object key names (the inverse of [`object_key`](Self::object_key)
+    /// for views; `key` may carry the store's prefix). `None` for another view's key or the raw
+    /// archive's.
+    pub fn window_start(view: &str, key: &str) -> Option<i64> {
+        let name = key.rsplit('/').next()?;
+        let stamp = name.strip_prefix(view)?.strip_prefix('-')?.strip_suffix(".parquet")?;
+        let at = chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%dT%H%M%SZ").ok()?;
+        Some(at.and_utc().timestamp_millis())
+    }
+
     /// Encodes the rows as one Parquet object (zstd, the batch's Arrow schema embedded;
     /// byte-for-byte deterministic for the same rows, so a retried or repeated write produces the
     /// same object, never a duplicate) and puts it (a single PUT; object_store puts are atomic,

@@ -283,6 +283,17 @@ fn key_layout_is_exact() {
 }
 
 #[test]
+fn window_start_reads_back_what_object_key_wrote() {
+    let start = ms(2026, 11, 21, 13, 5, 0);
+    let key = ParquetSink::object_key("log_pattern_5m", start);
+    assert_eq!(ParquetSink::window_start("log_pattern_5m", &key), Some(start));
+    assert_eq!(ParquetSink::window_start("log_pattern_5m", &format!("bucket/prefix/{key}")), Some(start));
+    // Another view's key, or the raw archive's, names no window of this view.
+    assert_eq!(ParquetSink::window_start("log_pattern", &key), None);
+    assert_eq!(ParquetSink::window_start("raw/spans", &ParquetSink::object_key("raw/spans", start)), None);
+}
+
+#[test]
 fn raw_archive_keys_have_a_minute_level() {
     assert_eq!(
         ParquetSink::object_key("raw/spans", ms(2026, 11, 21, 13, 5, 0)),
