@@ -70,7 +70,6 @@ pub struct ReplayStatus {
 pub struct Replays {
     next: AtomicU64,
     runs: Mutex<BTreeMap<String, Arc<Mutex<ReplayStatus>>>>,
-    stop: Arc<AtomicBool>,
 }
 
 impl Replays {
@@ -96,7 +95,8 @@ impl Replays {
             error: None,
         }));
         self.runs.lock().unwrap_or_else(PoisonError::into_inner).insert(key(job, &id), Arc::clone(&status));
-        let stop = Arc::clone(&self.stop);
+        // Runs to the end: a replay is not stopped by the API (a stopped replay rewrites nothing).
+        let stop = Arc::new(AtomicBool::new(false));
         let shown = status.lock().unwrap_or_else(PoisonError::into_inner).clone();
         std::thread::Builder::new()
             .name(format!("replay-{job}-{id}"))

@@ -103,12 +103,7 @@ pub(crate) fn upsert_sql(
     let part = "upserts";
     check_keys_present(table, key_columns, batch, part)?;
     let unnest = unnest_clause(table, batch, columns, part, "u")?;
-    let names: Vec<String> = batch
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| quote_ident(f.name()))
-        .collect();
+    let names = quoted_columns(batch);
     let keys: Vec<String> = key_columns.iter().map(|k| quote_ident(k)).collect();
     let updates: Vec<String> = batch
         .schema()
@@ -133,6 +128,11 @@ pub(crate) fn upsert_sql(
     ))
 }
 
+/// The batch's column names, quoted, in order.
+fn quoted_columns(batch: &RecordBatch) -> Vec<String> {
+    batch.schema().fields().iter().map(|f| quote_ident(f.name())).collect()
+}
+
 /// `INSERT INTO <schema.table> (<columns of batch>) SELECT .. FROM UNNEST(..)`, no conflict
 /// handling (a replay's staging table).
 pub(crate) fn insert_sql(
@@ -143,12 +143,7 @@ pub(crate) fn insert_sql(
     columns: &TableColumns,
 ) -> Result<String, PostgresError> {
     let unnest = unnest_clause(columns_of, batch, columns, "rows", "u")?;
-    let names: Vec<String> = batch
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| quote_ident(f.name()))
-        .collect();
+    let names = quoted_columns(batch);
     Ok(format!(
         "INSERT INTO {} ({}) SELECT {} FROM {}",
         qualified(schema, table),
