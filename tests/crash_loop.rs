@@ -325,11 +325,7 @@ fn run_store(setup: &Setup, run: &Run) -> (std::sync::Arc<dyn object_store::Obje
 fn objects(setup: &Setup, run: &Run) -> (BTreeMap<String, (bytes::Bytes, Vec<arrow::record_batch::RecordBatch>)>, usize) {
     let (store, prefix) = run_store(setup, run);
     runtime().block_on(async {
-        let mut listing = store.list(Some(&prefix));
-        let mut keys = Vec::new();
-        while let Some(meta) = listing.next().await {
-            keys.push(meta.expect("list").location);
-        }
+        let keys = list_keys(store.as_ref(), &prefix).await;
         let listed = keys.len();
         let mut out = BTreeMap::new();
         for key in keys {

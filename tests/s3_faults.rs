@@ -18,8 +18,6 @@ mod common;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -225,20 +223,6 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }
 
-/// `observebridge run JOB --report --listen 127.0.0.1:<metrics>`, logging to `log`.
-fn start_engine(job: &Path, log: &Path, metrics: u16) -> Engine {
-    let out = std::fs::File::create(log).expect("log file");
-    let child = Command::new(env!("CARGO_BIN_EXE_observebridge"))
-        .args(["run", job.to_str().expect("utf-8 path"), "--report", "--listen", &format!("127.0.0.1:{metrics}")])
-        .env("RUST_LOG", "info,observebridge=debug")
-        .stdout(out.try_clone().expect("log"))
-        .stderr(out)
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("start observebridge");
-    Engine { child, log: log.to_path_buf() }
-}
-
 /// One GET on plain HTTP, the body as text.
 fn http_get(host: &str, path: &str) -> String {
     let mut stream = TcpStream::connect(host).expect("connect");
@@ -301,11 +285,7 @@ fn objects(bucket: &str, prefix: &str) -> (BTreeMap<String, Result<Vec<Row>, Str
     .expect("config");
     let (store, root) = cfg.build().expect("store");
     runtime().block_on(async {
-        let mut listing = store.list(Some(&root));
-        let mut keys = Vec::new();
-        while let Some(meta) = listing.next().await {
-            keys.push(meta.expect("list").location);
-        }
+        let keys = list_keys(store.as_ref(), &root).await;
         let listed = keys.len();
         let mut out = BTreeMap::new();
         for key in keys {
@@ -415,7 +395,7 @@ fn object_store_errors_leave_exactly_one_readable_object_per_final_window() {
 
     let metrics_port = free_port();
     let engine_started = Instant::now();
-    let mut engine = start_engine(&job, &dir.path().join("engine.log"), metrics_port);
+    let mut engine = Engine::start_with(&job, &dir.path().join("engine.log"), &["--report", "--listen", &format!("127.0.0.1:{metrics_port}")]);
     let timeout = Duration::from_secs(if long() { 900 } else { 180 });
     wait_for("every final window in the bucket and every offset committed", timeout, || {
         engine.assert_running();

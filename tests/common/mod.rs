@@ -53,9 +53,15 @@ pub struct Engine {
 
 impl Engine {
     pub fn start(job: &Path, log: &Path) -> Engine {
+        Engine::start_with(job, log, &[])
+    }
+
+    /// `observebridge run JOB EXTRA...` (e.g. `--report`, `--listen ADDR`), logging to `log`.
+    pub fn start_with(job: &Path, log: &Path, extra: &[&str]) -> Engine {
         let out = std::fs::File::create(log).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_observebridge"))
             .args(["run", job.to_str().expect("utf-8 path")])
+            .args(extra)
             .env("RUST_LOG", "info,observebridge=debug")
             .stdout(out.try_clone().expect("log"))
             .stderr(out)
@@ -176,6 +182,12 @@ pub fn otlp_gauge_message_for(tenant: Option<&str>, points: &[Point], metric: &s
 }
 
 /// A single-threaded tokio runtime for the tests' async calls.
+/// Every key under `prefix` of `store`, in listing order.
+pub async fn list_keys(store: &dyn object_store::ObjectStore, prefix: &object_store::path::Path) -> Vec<object_store::path::Path> {
+    use futures::TryStreamExt as _;
+    store.list(Some(prefix)).map_ok(|meta| meta.location).try_collect().await.expect("list")
+}
+
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
 }
